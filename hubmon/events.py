@@ -1,0 +1,149 @@
+"""The events hubmon fires, and the list of their subscribers.
+
+Every event goes to the callables in :data:`subscribers`. When the program
+has imported gevent, the blocked and memory events are also sent through
+``gevent.events.notify`` as gevent's own classes, so zope.event subscribers
+written for gevent's monitor keep working. A subscriber that raises is
+reported on stderr and does not stop the other subscribers or monitoring.
+"""
+from __future__ import annotations
+
+import sys
+import traceback
+from typing import Any, Callable, List, Optional
+
+__all__ = [
+    "subscribers",
+    "notify",
+    "EventLoopBlocked",
+    "EventLoopUnblocked",
+    "MemoryUsageThresholdExceeded",
+    "MemoryUsageUnderThreshold",
+]
+
+#: Callables that receive every event object, in order.
+subscribers: List[Callable[[Any], None]] = []
+
+
+class EventLoopBlocked:
+    """A hub has not run for longer than its threshold.
+
+    Fired from hubmon's native thread (holding the GIL) before the report is
+    printed, so a subscriber may change :attr:`info`.
+    """
+
+    def __init__(self, greenlet: Any, blocking_time: float, info: List[str], hub: Any = None):
+        #: The greenlet that was running instead of the hub (may be None if it
+        #: could not be found).
+        self.greenlet = greenlet
+        #: The threshold (``max_blocking_time``) in seconds, as in gevent.
+        self.blocking_time = blocking_time
+        #: The report, a list of lines; subscribers may change it.
+        self.info = info
+        #: The blocked hub.
+        self.hub = hub
+        #: Seconds the hub had been blocked when the block was reported.
+        self.duration: Optional[float] = None
+
+    def __repr__(self) -> str:
+        return "<%s greenlet=%s duration=%s blocking_time=%s>" % (
+            type(self).__name__, _safe_repr(self.greenlet), self.duration, self.blocking_time)
+
+
+class EventLoopUnblocked:
+    """A blocked hub runs again; fired once per reported blockage."""
+
+    def __init__(self, greenlet: Any, hub: Any, duration: float):
+        #: The greenlet that had blocked the hub, or None if it is gone.
+        self.greenlet = greenlet
+        #: The hub that runs again.
+        self.hub = hub
+        #: Total seconds the blockage lasted.
+        self.duration = duration
+
+    def __repr__(self) -> str:
+        return "<%s greenlet=%s duration=%.3f>" % (
+            type(self).__name__, _safe_repr(self.greenlet), self.duration)
+
+
+class _MemoryEvent:
+    def __init__(self, mem_usage: int, max_allowed: int, memory_info: Any):
+        #: The memory in use now, in bytes (psutil's uss, else rss).
+        self.mem_usage = mem_usage
+        #: The limit (``max_memory_usage``) in bytes.
+        self.max_allowed = max_allowed
+        #: psutil's ``memory_full_info()`` result.
+        self.memory_info = memory_info
+
+    def __repr__(self) -> str:
+        return "<%s used=%d max=%d>" % (type(self).__name__, self.mem_usage, self.max_allowed)
+
+
+class MemoryUsageThresholdExceeded(_MemoryEvent):
+    """The process uses more memory than allowed, and more than at the last such event."""
+
+
+class MemoryUsageUnderThreshold(_MemoryEvent):
+    """Memory usage is back under the limit after a MemoryUsageThresholdExceeded."""
+
+    def __init__(self, mem_usage: int, max_allowed: int, memory_info: Any, max_memory_usage: int):
+        super().__init__(mem_usage, max_allowed, memory_info)
+        #: The highest usage reported while over the limit, in bytes.
+        self.max_memory_usage = max_memory_usage
+
+
+def _safe_repr(obj: Any) -> str:
+    try:
+        return repr(obj)
+    except Exception:
+        return "<unreprable %s at 0x%x>" % (type(obj).__name__, id(obj))
+
+
+def _report_subscriber_error(subscriber: Any, event: Any) -> None:
+    try:
+        sys.stderr.write("hubmon: subscriber %s raised on %s:\n" % (_safe_repr(subscriber), _safe_repr(event)))
+        traceback.print_exc(file=sys.stderr)
+    except Exception:
+        pass
+
+
+def _gevent_twin(event: Any) -> Any:
+    """gevent's own event class for ``event``, or None (gevent not imported)."""
+    gevent_events = sys.modules.get("gevent.events")
+    if gevent_events is None:
+        return None
+    if isinstance(event, EventLoopBlocked):
+        try:
+            return gevent_events.EventLoopBlocked(event.greenlet, event.blocking_time, event.info, hub=event.hub)
+        except TypeError:  # gevent before 24.11 has no hub argument
+            return gevent_events.EventLoopBlocked(event.greenlet, event.blocking_time, event.info)
+    if isinstance(event, MemoryUsageUnderThreshold):
+        return gevent_events.MemoryUsageUnderThreshold(
+            event.mem_usage, event.max_allowed, event.memory_info, event.max_memory_usage)
+    if isinstance(event, MemoryUsageThresholdExceeded):
+        return gevent_events.MemoryUsageThresholdExceeded(event.mem_usage, event.max_allowed, event.memory_info)
+    return None
+
+
+def notify(event: Any) -> None:
+    """Send ``event`` to every subscriber, then to gevent's subscribers.
+
+    For :class:`EventLoopBlocked`, if a gevent subscriber replaces its
+    event's ``info`` list, the replacement becomes ``event.info``.
+    """
+    for subscriber in list(subscribers):
+        try:
+            subscriber(event)
+        except Exception:
+            _report_subscriber_error(subscriber, event)
+    twin = _gevent_twin(event)
+    if twin is None:
+        return
+    gevent_events = sys.modules["gevent.events"]
+    for subscriber in list(getattr(gevent_events, "subscribers", ())):
+        try:
+            subscriber(twin)
+        except Exception:
+            _report_subscriber_error(subscriber, twin)
+    if isinstance(event, EventLoopBlocked) and twin.info is not event.info:
+        event.info = twin.info
