@@ -92,12 +92,13 @@ def patch_hub_module(hub_module: Any) -> None:
     hub_class.start_periodic_monitoring_thread = _start_periodic_monitoring_thread
     setattr(hub_class, _MARK, True)
     _follow_gevent_config(sys.modules.get("gevent._config"))
-    _replace_running_gevent_monitor(hub_module)
+    _replace_running_gevent_monitor()
 
 
-def _replace_running_gevent_monitor(hub_module: Any) -> None:
+def _replace_running_gevent_monitor() -> None:
     """The current thread's hub may already run gevent's monitor: swap it."""
-    get_hub_if_exists = getattr(hub_module, "get_hub_if_exists", None)
+    hub_local = sys.modules.get("gevent._hub_local")
+    get_hub_if_exists = getattr(hub_local, "get_hub_if_exists", None)
     hub = get_hub_if_exists() if get_hub_if_exists is not None else None
     if hub is None:
         return

@@ -263,7 +263,8 @@ class Monitor:
 
     def _on_blocked(self, duration: float, current: int, gil_wait: float) -> None:
         hub = self.hub
-        if hub is None:
+        if hub is None or hub.dead:
+            # A hub that finished its loop can never run again: nothing to watch.
             self.stop()
             return
         culprit = _find_greenlet(current)

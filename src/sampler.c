@@ -183,6 +183,11 @@ sample_record(hm_record *rec, double now, hm_event *ev)
         && atomic_load_explicit(&rec->hub_running, memory_order_relaxed);
     int emit = 0;
 
+    if (rec->ignoring
+            && atomic_load_explicit(&rec->switches, memory_order_relaxed)
+               != rec->ignored_switches) {
+        rec->ignoring = 0;      /* the ignored greenlet switched away */
+    }
     if (fine || count != rec->seen) {
         double stretch = now - rec->since;
         if (rec->blocked) {
@@ -202,7 +207,6 @@ sample_record(hm_record *rec, double now, hm_event *ev)
         rec->since = now;
         rec->last_out = now;
         rec->seen_out_once = 0;
-        rec->ignoring = 0;
         return emit;
     }
 
@@ -212,14 +216,7 @@ sample_record(hm_record *rec, double now, hm_event *ev)
     if (gap > rec->longest_gap) {
         rec->longest_gap = gap;
     }
-    if (rec->ignoring) {
-        uint64_t all = atomic_load_explicit(&rec->switches, memory_order_relaxed);
-        if (all == rec->ignored_switches) {
-            return 0;
-        }
-        rec->ignoring = 0;
-    }
-    if (rec->reports && !rec->blocked && gap >= rec->threshold) {
+    if (rec->reports && !rec->ignoring && !rec->blocked && gap >= rec->threshold) {
         rec->blocked = 1;
         rec->blocks++;
         memset(ev, 0, sizeof(*ev));

@@ -1,0 +1,271 @@
+"""The public API on plain greenlets: any greenlet can be the hub."""
+from __future__ import annotations
+
+import gc
+import io
+import threading
+import time
+import weakref
+from collections import deque
+
+import greenlet
+import pytest
+
+import hubmon
+from hubmon import events
+
+
+class Scheduler:
+    """A home-grown event loop: the hub greenlet runs ready greenlets in turn."""
+
+    def __init__(self):
+        self.ready = deque()
+        self.hub = greenlet.greenlet(self._loop)
+
+    def _loop(self):
+        while self.ready:
+            self.ready.popleft().switch()
+
+    def spawn(self, function, *args):
+        self.ready.append(greenlet.greenlet(lambda: function(*args), parent=self.hub))
+
+    def pause(self):
+        self.ready.append(greenlet.getcurrent())
+        self.hub.switch()
+
+    def run(self):
+        self.hub.switch()
+
+
+@pytest.fixture
+def collected():
+    seen = []
+    events.subscribers.append(seen.append)
+    yield seen
+    events.subscribers.remove(seen.append)
+
+
+def wait_for(predicate, timeout=5.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return predicate()
+
+
+def blocking_task():
+    time.sleep(0.4)
+
+
+def test_start_without_gevent_needs_a_hub():
+    import sys
+    if "gevent" in sys.modules:
+        pytest.skip("gevent is imported in this process")
+    with pytest.raises(TypeError, match="hub"):
+        hubmon.start()
+
+
+@pytest.mark.parametrize("bad", [42, "hub", object()])
+def test_start_rejects_a_hub_that_is_not_a_greenlet(bad):
+    with pytest.raises(TypeError, match="hub must be a greenlet"):
+        hubmon.start(bad)
+
+
+@pytest.mark.parametrize("kwargs, error", [
+    (dict(max_blocking_time=0), ValueError),
+    (dict(max_blocking_time=-1), ValueError),
+    (dict(max_blocking_time=float("nan")), ValueError),
+    (dict(max_blocking_time=float("inf")), ValueError),
+    (dict(max_blocking_time="0.1"), TypeError),
+    (dict(max_memory_usage=-5), ValueError),
+    (dict(max_memory_usage="big"), ValueError),
+    (dict(memory_monitor_period=0.01), ValueError),
+    (dict(print_blocking_reports="yes"), TypeError),
+    (dict(stream=42), TypeError),
+])
+def test_start_rejects_bad_arguments_naming_them(kwargs, error):
+    hub = greenlet.greenlet(lambda: None)
+    with pytest.raises(error, match=list(kwargs)[0]):
+        hubmon.start(hub, **kwargs)
+
+
+def test_start_from_another_thread_is_an_error():
+    hub = greenlet.greenlet(lambda: None)
+    errors = []
+
+    def other():
+        try:
+            hubmon.start(hub)
+        except RuntimeError as ex:
+            errors.append(str(ex))
+    thread = threading.Thread(target=other)
+    thread.start()
+    thread.join()
+    assert errors and "hub's thread" in errors[0]
+
+
+def test_home_grown_scheduler_block_is_reported_and_unblocked(collected):
+    loop = Scheduler()
+    stream = io.StringIO()
+    with hubmon.start(loop.hub, max_blocking_time=0.1, stream=stream) as monitor:
+        assert monitor.hub is loop.hub
+        loop.spawn(blocking_task)
+        loop.spawn(lambda: None)
+        loop.run()
+        # The hub has finished; switching into it happened at the end.
+        assert wait_for(lambda: len(collected) >= 2)
+        stats = monitor.stats()
+    kinds = [type(e).__name__ for e in collected]
+    assert kinds == ["EventLoopBlocked", "EventLoopUnblocked"]
+    assert collected[0].hub is loop.hub and collected[0].blocking_time == 0.1
+    assert "blocking_task" in stream.getvalue()
+    assert stream.getvalue().count("appears to be blocked") == 1
+    assert stats["blocks"] == 1 and stats["longest_block"] > 0.3 and not stats["blocked_now"]
+    assert {"switches", "hub_switches", "blocks", "longest_block", "blocked_now"} <= set(stats)
+    assert stats["switches"] >= 3 and stats["hub_switches"] >= 1
+    assert sum(stats["histogram"].values()) >= 1
+
+
+def test_start_twice_returns_the_running_monitor():
+    hub = greenlet.greenlet(lambda: None)
+    first = hubmon.start(hub, max_blocking_time=0.2)
+    try:
+        assert hubmon.start(hub, max_blocking_time=0.5) is first
+        assert first in hubmon.running_monitors()
+    finally:
+        first.stop()
+    assert first not in hubmon.running_monitors()
+    again = hubmon.start(hub)
+    assert again is not first
+    again.kill()
+    again.kill()        # idempotent
+
+
+def test_stop_restores_the_previous_trace_function():
+    calls = []
+
+    def previous(event, args):
+        calls.append(event)
+    greenlet.settrace(previous)
+    try:
+        hub = greenlet.greenlet(lambda: None)
+        monitor = hubmon.start(hub)
+        assert greenlet.gettrace() is not previous
+        hub.switch()     # the previous trace function still sees events
+        assert calls
+        monitor.stop()
+        assert greenlet.gettrace() is previous
+    finally:
+        greenlet.settrace(None)
+
+
+def test_monitor_does_not_keep_the_hub_alive():
+    hub = greenlet.greenlet(lambda: None)
+    monitor = hubmon.start(hub)
+    ref = weakref.ref(hub)
+    del hub
+    gc.collect()
+    assert ref() is None
+    assert not monitor.running and monitor.hub is None
+    assert greenlet.gettrace() is None
+
+
+def test_monitor_does_not_keep_the_blocking_greenlet_alive(collected):
+    loop = Scheduler()
+    monitor = hubmon.start(loop.hub, max_blocking_time=0.1, stream=io.StringIO())
+    try:
+        loop.spawn(blocking_task)
+        loop.run()
+        assert wait_for(lambda: len(collected) >= 2)
+        culprit = weakref.ref(collected[0].greenlet)
+        collected.clear()
+        gc.collect()
+        assert culprit() is None
+    finally:
+        monitor.stop()
+
+
+def test_monitoring_functions_run_with_the_hub_in_the_native_thread():
+    hub = greenlet.greenlet(lambda: None)
+    calls = []
+
+    def probe(seen_hub):
+        calls.append((seen_hub, threading.get_ident()))
+    with hubmon.start(hub, max_blocking_time=0.5) as monitor:
+        monitor.add_monitoring_function(probe, 0.05)
+        assert [f.function for f in monitor.monitoring_functions()] == [probe]
+        assert wait_for(lambda: len(calls) >= 3, timeout=5)
+        assert all(h is hub for h, _ in calls)
+        assert calls[0][1] != threading.get_ident()
+        monitor.add_monitoring_function(probe, None)
+        assert monitor.monitoring_functions() == []
+        time.sleep(0.2)
+        count = len(calls)
+        time.sleep(0.3)
+        assert len(calls) == count
+
+
+@pytest.mark.parametrize("function, period", [(len, 0), (len, -1), ("not callable", 1)])
+def test_add_monitoring_function_rejects_bad_input(function, period):
+    hub = greenlet.greenlet(lambda: None)
+    with hubmon.start(hub) as monitor:
+        with pytest.raises(ValueError):
+            monitor.add_monitoring_function(function, period)
+
+
+def test_ignore_current_greenlet_blocking(collected):
+    loop = Scheduler()
+    stream = io.StringIO()
+
+    def ignored():
+        monitor.ignore_current_greenlet_blocking()
+        time.sleep(0.3)
+    monitor = hubmon.start(loop.hub, max_blocking_time=0.1, stream=stream)
+    try:
+        loop.spawn(ignored)
+        loop.run()
+        time.sleep(0.1)
+        assert collected == []
+        monitor.monitor_current_greenlet_blocking()
+    finally:
+        monitor.stop()
+
+
+def test_stream_defaults_to_the_hubs_exception_stream(collected):
+    class LoopWithStream(Scheduler):
+        pass
+    loop = LoopWithStream()
+    stream = io.StringIO()
+
+    class Hub(greenlet.greenlet):
+        exception_stream = stream
+    loop.hub = Hub(loop._loop)
+    with hubmon.start(loop.hub, max_blocking_time=0.1):
+        loop.spawn(blocking_task)
+        loop.run()
+        assert wait_for(lambda: len(collected) >= 2)
+    assert "appears to be blocked" in stream.getvalue()
+
+
+def test_format_and_print_run_info():
+    lines = hubmon.format_run_info()
+    text = "\n".join(lines)
+    assert "MainThread" in text and "greenlet" in text
+    out = io.StringIO()
+    hubmon.print_run_info(file=out)
+    assert "MainThread" in out.getvalue()
+
+
+def test_one_native_thread_for_many_monitors():
+    hubs = [greenlet.greenlet(lambda: None) for _ in range(5)]
+    monitors = [hubmon.start(h, max_blocking_time=0.1 + i / 10) for i, h in enumerate(hubs)]
+    try:
+        tid = hubmon._core.sampler_native_id()
+        assert tid > 0
+        import os
+        names = [open("/proc/self/task/%s/comm" % t).read().strip() for t in os.listdir("/proc/self/task")]
+        assert names.count("hubmon") == 1
+    finally:
+        for m in reversed(monitors):
+            m.stop()
