@@ -65,9 +65,10 @@ typedef struct hm_record {
     int refcnt;
     int active;                     /* in the sampler's list */
     uint64_t seen;                  /* last value of the watched counter */
-    double since;                   /* when the sampler first saw `seen` */
-    double last_out;                /* last sample that saw no progress */
-    int seen_out_once;              /* the current stretch was seen by a sample */
+    double since;                   /* earliest start of the stretch without progress */
+    double since_late;              /* latest start of it (first sample that saw it) */
+    double last_sample;             /* when this record was last sampled */
+    int seen_out_once;              /* a sample saw the stretch in progress */
     double longest_gap;             /* longest stretch without progress */
     int blocked;                    /* a block was reported and has not ended */
     uint64_t ignored_switches;      /* ignore_current(): switch count to ignore */

@@ -106,7 +106,7 @@ hm_record_new(int mode, uintptr_t hub, double threshold, int reports)
 #ifdef __linux__
     rec->thread_tid = (long)syscall(SYS_gettid);
 #endif
-    rec->since = hm_monotonic();
+    rec->since = rec->since_late = rec->last_sample = hm_monotonic();
     rec->gil_fd = -1;
     pthread_mutex_lock(&hm_sampler_lock);
     rec->id = ++S.next_id;
@@ -189,7 +189,9 @@ sample_record(hm_record *rec, double now, hm_event *ev)
         rec->ignoring = 0;      /* the ignored greenlet switched away */
     }
     if (fine || count != rec->seen) {
-        double stretch = now - rec->since;
+        /* The stretch without progress has ended, somewhere between the
+           previous sample and this one: take the middle of what is known. */
+        double stretch = ((rec->last_sample - rec->since_late) + (now - rec->since)) / 2;
         if (rec->blocked) {
             rec->blocked = 0;
             if (stretch > rec->longest_block) {
@@ -200,21 +202,29 @@ sample_record(hm_record *rec, double now, hm_event *ev)
             ev->duration = stretch;
             emit = 1;
         }
-        if (count != rec->seen && rec->seen_out_once) {
-            histogram_add(rec, rec->last_out - rec->since);
+        if (rec->seen_out_once) {
+            histogram_add(rec, stretch);
         }
         rec->seen = count;
-        rec->since = now;
-        rec->last_out = now;
+        /* A new stretch starts after this sample if the hub runs now, else
+           it started between the previous sample and this one. */
+        rec->since = fine ? now : rec->last_sample;
+        rec->since_late = now;
         rec->seen_out_once = 0;
+        rec->last_sample = now;
         return emit;
     }
 
+    /* No progress: the gap is at least now - since_late and at most
+       now - since. Blocks are judged by the upper bound so that none longer
+       than the threshold is missed; assertion scopes by the lower bound so
+       that a body that switches in time never fails. */
     double gap = now - rec->since;
-    rec->last_out = now;
+    double gap_late = now - rec->since_late;
+    rec->last_sample = now;
     rec->seen_out_once = 1;
-    if (gap > rec->longest_gap) {
-        rec->longest_gap = gap;
+    if (gap_late > rec->longest_gap) {
+        rec->longest_gap = gap_late;
     }
     if (rec->reports && !rec->ignoring && !rec->blocked && gap >= rec->threshold) {
         rec->blocked = 1;
@@ -406,7 +416,7 @@ hm_sampler_add(hm_record *rec)
     if (rc == 0 && !rec->active) {
         rec->refcnt++;
         rec->active = 1;
-        rec->since = hm_monotonic();
+        rec->since = rec->since_late = rec->last_sample = hm_monotonic();
         rec->next = S.records;
         S.records = rec;
         if (S.cond_ready) {
@@ -605,7 +615,7 @@ hm_sampler_reinit_after_fork(unsigned long survivor_ident)
 #ifdef __linux__
         r->thread_tid = (long)syscall(SYS_gettid);
 #endif
-        r->since = now;
+        r->since = r->since_late = r->last_sample = now;
         r->blocked = 0;
         r->call_pending = 0;
         link = &r->next;

@@ -312,9 +312,10 @@ record_stats(hm_record *rec, int finish)
         ? atomic_load(&rec->hub_switches) : atomic_load(&rec->switches);
     int fine = rec->mode == HM_MODE_HUB && atomic_load(&rec->hub_running);
     double longest_gap = rec->longest_gap;
-    if (finish && !fine && count == rec->seen && now - rec->since > longest_gap) {
-        /* The stretch in progress counts too. */
-        longest_gap = now - rec->since;
+    if (finish && !fine && count == rec->seen && now - rec->since_late > longest_gap) {
+        /* The stretch in progress counts too (its lower bound, like the
+           others). */
+        longest_gap = now - rec->since_late;
     }
     uint64_t blocks = rec->blocks;
     double longest_block = rec->longest_block;
