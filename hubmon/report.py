@@ -1,0 +1,1143 @@
+"""Text reports about the threads and greenlets of this process.
+
+This module has one job: turn the live state of the interpreter (threads,
+their stacks, and every greenlet found by the garbage collector) into lines
+of text for a human. It builds the report hubmon prints when a hub is
+blocked, and the same thread and greenlet report on demand.
+
+The report is built while holding the GIL, so for as long as it takes, the
+application is blocked too. The code is written for speed accordingly:
+
+* greenlets are found with one pass over ``gc.get_objects()`` done in C
+  (gevent's compiled helper when gevent is loaded, else ``map`` and
+  ``itertools.compress`` on the exact types of greenlet classes), never
+  with ``gc.get_referrers`` and never with a Python-level loop;
+* the tree and the summary are built with ``map``, ``compress`` and
+  ``collections.Counter``, which loop in C, and code objects are grouped by
+  identity and instruction offset, not by hash or ``f_lineno``;
+* stacks are formatted by walking ``f_back`` and reading source lines from
+  ``linecache`` without ``linecache.checkcache`` (which ``traceback`` calls,
+  and which stats every file), with one memo per report for repeated frames;
+* with a bounded report (*max_greenlets* > 0) only the greenlets shown in
+  full are formatted; the rest are only counted, grouped by the place they
+  are suspended at (and the function a gevent greenlet was spawned to run),
+  without formatting any stack or even reading a caller's frame.
+
+The report never raises: each section is guarded, and every ``repr`` or
+attribute of user objects is read defensively. gevent is never imported by
+this module; gevent-specific details are added only when the program has
+already imported gevent (looked up in ``sys.modules``, so that building a
+report from a monitoring thread cannot wait on an import lock held by the
+blocked thread).
+"""
+
+from __future__ import annotations
+
+import _thread
+import collections
+import gc
+import itertools
+import linecache
+import operator
+import os
+import sys
+import time
+from typing import Any, Iterable, TextIO
+
+try:
+    import greenlet as _greenlet_module
+except ImportError:  # pragma: no cover - greenlet is a dependency of hubmon
+    _greenlet_module = None
+
+__all__ = [
+    'format_run_info',
+    'print_run_info',
+    'format_blocked_report',
+]
+
+#: The length of the separator lines.
+_RULE = '*' * 80
+#: Longest repr shown for any user object; longer ones are cut.
+_MAX_REPR = 500
+#: Depth beyond which nested greenlets are no longer indented further.
+_MAX_INDENT_DEPTH = 25
+#: Safety bound on the number of frames walked in one stack.
+_MAX_FRAMES = 100_000
+#: How many groups the summary of greenlets not shown lists.
+_MAX_SUMMARY_GROUPS = 20
+#: Marker for an exhausted iterator in the depth-first walk.
+_END = object()
+
+if _greenlet_module is not None:
+    _GREENLET = _greenlet_module.greenlet
+    _getcurrent = _greenlet_module.getcurrent
+    # The C descriptors of the base type, used directly so that a subclass
+    # that overrides these names (with a property that raises, say) cannot
+    # change or break what the report sees.
+    _parent_of = vars(_GREENLET)['parent'].__get__
+    _frame_of = vars(_GREENLET)['gr_frame'].__get__
+    _dead_of = vars(_GREENLET)['dead'].__get__
+    _active_of = _GREENLET.__bool__
+else:  # pragma: no cover
+    _GREENLET = None
+
+_F_CODE = operator.attrgetter('f_code')
+_F_LASTI = operator.attrgetter('f_lasti')
+
+
+# ---------------------------------------------------------------------------
+# Public API
+# ---------------------------------------------------------------------------
+
+def format_run_info(thread_stacks: bool = True,
+                    greenlet_stacks: bool = True,
+                    limit: int | None = None,
+                    *,
+                    max_greenlets: int | None = 0,
+                    exclude_thread_ids: Iterable[int] = (),
+                    current_thread_ident: int | None = None,
+                    highlight: object = None) -> list[str]:
+    """Describe the threads and greenlets of this process, one line per entry.
+
+    The result has a threads section (every Python thread from
+    ``sys._current_frames()``: id, name, daemon flag when known, and its
+    stack) and a greenlets section (every greenlet the garbage collector
+    knows, as a tree by ``parent``: repr, state, stack, and for gevent
+    greenlets their name, spawning stack and spawn tree locals). Lines have
+    no trailing newline; ``'\\n'.join(lines)`` is the printable form.
+
+    :param thread_stacks: include the stack of each thread.
+    :param greenlet_stacks: include the stack each greenlet is suspended in.
+        Spawning stacks of gevent greenlets are always included.
+    :param limit: the number of frames shown per stack, like the *limit* of
+        ``traceback.format_stack``: a positive value keeps the newest frames,
+        a negative one the oldest, ``None`` keeps all.
+    :param max_greenlets: ``0`` (or ``None``, or negative) shows the full
+        tree. ``N > 0`` shows the first N greenlets of the tree, depth first
+        with parents before children (plus the path to *highlight*, always),
+        and then a summary that counts the other greenlets by the code they
+        run, without formatting their stacks.
+    :param exclude_thread_ids: threads (by ``threading.get_ident()`` value)
+        left out of the threads section, such as the monitor's own thread.
+        The calling thread is not excluded unless listed here; when it is,
+        its greenlet state is left alone (``greenlet.getcurrent()`` is not
+        called, as it would create a main greenlet in a thread without one).
+    :param current_thread_ident: the thread marked ``CURRENT``; defaults to
+        the calling thread.
+    :param highlight: a greenlet to mark as blocked. The path from its root
+        to it is always shown in full and comes first; its thread is taken to
+        be *current_thread_ident*.
+    :return: the lines of the report. Once its arguments are checked
+        (TypeError naming a wrong one), this function never raises; a
+        section that fails is replaced by a line describing the error.
+    """
+    for name, value in (("limit", limit), ("max_greenlets", max_greenlets)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise TypeError("%s must be an int or None, not %r" % (name, value))
+    lines: list[str] = []
+    ctx = None
+    try:
+        ctx = _Context(thread_stacks, greenlet_stacks, limit,
+                       exclude_thread_ids, current_thread_ident, highlight)
+        _guarded(lines, 'threads', _format_threads, lines, ctx)
+        _guarded(lines, 'greenlets', _format_greenlets, lines, ctx,
+                 max_greenlets)
+    except Exception as ex:  # pylint:disable=broad-except
+        lines.append(_error_line('the run info', ex))
+    finally:
+        if ctx is not None:
+            # The frames include our own, so keeping them would make a
+            # reference cycle through this function's locals.
+            ctx.release()
+    return lines
+
+
+def print_run_info(thread_stacks: bool = True,
+                   greenlet_stacks: bool = True,
+                   limit: int | None = None,
+                   file: TextIO | None = None,
+                   **kwargs: Any) -> None:
+    """Print the lines of `format_run_info` to *file* (default ``sys.stderr``).
+
+    The report is built first and written with a single ``write`` call, so
+    that it is not interleaved with other output line by line. Keyword
+    arguments (*max_greenlets*, *exclude_thread_ids*,
+    *current_thread_ident*, *highlight*) are passed to `format_run_info`.
+    """
+    lines = format_run_info(thread_stacks, greenlet_stacks, limit, **kwargs)
+    stream = sys.stderr if file is None else file
+    stream.write('\n'.join(lines) + '\n')
+    flush = getattr(stream, 'flush', None)
+    if flush is not None:
+        flush()
+
+
+def format_blocked_report(*,
+                          greenlet: object,
+                          thread_ident: int,
+                          duration: float,
+                          threshold: float,
+                          hub: object = None,
+                          max_greenlets: int | None = 50,
+                          exclude_thread_ids: Iterable[int] = (),
+                          monitor_repr: str | None = None,
+                          limit: int | None = None) -> list[str]:
+    """Build the report printed when *greenlet* has blocked its hub too long.
+
+    The report starts with a rule and a header line (UTC time, the greenlet,
+    how long it has blocked and the threshold), then the stack of the
+    blocked thread (*thread_ident*) taken from ``sys._current_frames()``,
+    which ends in the call that blocks, and then ``Info:`` followed by
+    `format_run_info` with the blocked greenlet highlighted.
+
+    :param greenlet: the greenlet that did not switch back to its hub.
+    :param thread_ident: the ``threading.get_ident()`` of the hub's thread.
+    :param duration: seconds the greenlet has run without switching.
+    :param threshold: the configured maximum blocking time, in seconds.
+    :param hub: the blocked hub, if known; it is named in the report.
+    :param max_greenlets: bound on the greenlets shown in full (see
+        `format_run_info`); ``0`` or ``None`` shows them all.
+    :param exclude_thread_ids: threads left out of the threads section,
+        typically the monitor's own thread.
+    :param monitor_repr: a description of the monitor that reports.
+    :param limit: the number of frames shown per stack (see
+        `format_run_info`).
+    :return: the lines of the report, without trailing newlines. This
+        function never raises.
+    """
+    lines = ['=' * 80]
+    try:
+        gevent_greenlet = _loaded_gevent_attr('gevent', 'Greenlet')
+        if isinstance(gevent_greenlet, type) and issubclass(
+                type(greenlet), gevent_greenlet):
+            # Asking for the name makes gevent's repr include it, here and
+            # in the tree below.
+            _getattr(greenlet, 'name')
+        header = ('%s : Greenlet %s appears to be blocked for %s seconds '
+                  '(max_blocking_time %s seconds)' % (
+                      _utc_timestamp(), _safe_repr(greenlet, 'greenlet'),
+                      _seconds(duration), _seconds(threshold)))
+        lines.append(header)
+        if monitor_repr is not None:
+            lines.append('    Reported by %s' % (_safe_str(monitor_repr),))
+        if hub is not None:
+            lines.append('    Hub: %s' % (_safe_repr(hub, 'hub'),))
+        _guarded(lines, 'the blocked stack', _format_blocked_stack, lines,
+                 thread_ident, limit)
+        lines.append('Info:')
+        lines.extend(format_run_info(
+            thread_stacks=True,
+            greenlet_stacks=True,
+            limit=limit,
+            max_greenlets=max_greenlets,
+            exclude_thread_ids=exclude_thread_ids,
+            current_thread_ident=thread_ident,
+            highlight=greenlet))
+    except Exception as ex:  # pylint:disable=broad-except
+        lines.append(_error_line('the blocked report', ex))
+    return lines
+
+
+# ---------------------------------------------------------------------------
+# Defensive helpers
+# ---------------------------------------------------------------------------
+
+def _guarded(lines: list, what: str, func, *args) -> None:
+    """Call ``func(*args)``; on an exception, add a line describing it."""
+    try:
+        func(*args)
+    except Exception as ex:  # pylint:disable=broad-except
+        lines.append(_error_line(what, ex))
+
+
+def _error_line(what: str, ex: BaseException) -> str:
+    """Return the line that replaces a section that failed with *ex*."""
+    try:
+        return '!!! hubmon could not format %s: %s: %s' % (
+            what, type(ex).__name__, _safe_str(ex))
+    except Exception:  # pylint:disable=broad-except
+        return '!!! hubmon could not format %s' % (what,)
+
+
+def _type_name(obj: object) -> str:
+    """Return the name of the type of *obj*; never raises."""
+    try:
+        name = type(obj).__name__
+        return name if isinstance(name, str) else 'object'
+    except Exception:  # pylint:disable=broad-except
+        return 'object'
+
+
+def _safe_repr(obj: object, kind: str | None = None) -> str:
+    """Return ``repr(obj)`` cut to a sane length; never raises.
+
+    If the repr raises, the result names the type (or *kind*) and the id.
+    """
+    try:
+        text = repr(obj)
+    except Exception:  # pylint:disable=broad-except
+        return '<unreprable %s at 0x%x>' % (kind or _type_name(obj), id(obj))
+    if len(text) > _MAX_REPR:
+        text = text[:_MAX_REPR] + '...'
+    return text
+
+
+def _safe_str(obj: object) -> str:
+    """Return ``str(obj)`` cut to a sane length; never raises."""
+    try:
+        text = str(obj)
+    except Exception:  # pylint:disable=broad-except
+        return _safe_repr(obj)
+    if len(text) > _MAX_REPR:
+        text = text[:_MAX_REPR] + '...'
+    return text
+
+
+def _safe_len(obj: object) -> int:
+    """Return ``len(obj)``, or 1 if it has no length or raises."""
+    try:
+        return len(obj)  # type: ignore[arg-type]
+    except Exception:  # pylint:disable=broad-except
+        return 1
+
+
+def _getattr(obj: object, name: str, default: Any = None) -> Any:
+    """Return ``getattr(obj, name, default)``, or *default* on any error."""
+    try:
+        return getattr(obj, name, default)
+    except Exception:  # pylint:disable=broad-except
+        return default
+
+
+def _seconds(value: object) -> str:
+    """Format a number of seconds with three decimals; never raises."""
+    try:
+        return '%.3f' % (value,)
+    except Exception:  # pylint:disable=broad-except
+        return _safe_repr(value)
+
+
+def _utc_timestamp() -> str:
+    """Return the current UTC time as ``2026-11-23T13:36:58.123Z``."""
+    now = time.time()
+    millis = int((now % 1) * 1000)
+    return time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(now)) + (
+        '.%03dZ' % (millis,))
+
+
+def _callable_name(func: object) -> str:
+    """Return the qualified name of a callable, for humans; never raises."""
+    if func is None:
+        return 'nothing'
+    name = _getattr(func, '__qualname__')
+    if not isinstance(name, str):
+        inner = _getattr(func, 'func')  # functools.partial
+        if inner is not None and inner is not func:
+            return 'partial(%s)' % (_callable_name(inner),)
+        name = _getattr(type(func), '__qualname__')
+        if not isinstance(name, str):
+            return _type_name(func)
+    module = _getattr(func, '__module__')
+    if isinstance(module, str) and module not in ('builtins', '__main__'):
+        return '%s.%s' % (module, name)
+    return name
+
+
+# ---------------------------------------------------------------------------
+# Stacks
+# ---------------------------------------------------------------------------
+
+def _collect_frames(frame: Any, limit: int | None) -> list:
+    """Return the frames of the stack ending at *frame*, oldest first.
+
+    *limit* follows ``traceback.format_stack``: positive keeps the newest
+    frames, negative the oldest, ``None`` all. Works with real frames and
+    with gevent's spawning stack records (anything with ``f_back``).
+    """
+    if limit is not None and limit >= 0:
+        cap = min(limit, _MAX_FRAMES)
+    else:
+        cap = _MAX_FRAMES
+    frames = []
+    while frame is not None and len(frames) < cap:
+        frames.append(frame)
+        frame = frame.f_back
+    frames.reverse()
+    if limit is not None and limit < 0:
+        del frames[-limit:]
+    return frames
+
+
+class _StackFormatter:
+    """Formats stacks the way ``traceback.format_stack`` does, but faster.
+
+    Each frame gives the line ``  File "<file>", line <n>, in <function>``
+    and, when the source is available, the stripped source line indented by
+    four spaces. Entries are memoised per (code object, line), because in a
+    process with many greenlets most stacks repeat the same frames.
+    """
+
+    __slots__ = ('_memo',)
+
+    def __init__(self) -> None:
+        # (id(code), lineno) -> (code, head, source). The code object is kept
+        # so that an id reused by a new object during the report is detected.
+        self._memo: dict = {}
+
+    def lines(self, frame: Any, limit: int | None, pad: str = '') -> list[str]:
+        """Return the lines of the stack ending at *frame*, oldest first."""
+        out: list[str] = []
+        try:
+            frames = _collect_frames(frame, limit)
+        except Exception as ex:  # pylint:disable=broad-except
+            return [pad + _error_line('a stack', ex)]
+        for f in frames:
+            try:
+                head, source = self._entry(f)
+            except Exception as ex:  # pylint:disable=broad-except
+                out.append(pad + _error_line('a frame', ex))
+                continue
+            out.append(pad + head)
+            if source:
+                out.append(pad + source)
+        return out
+
+    def _entry(self, frame: Any) -> tuple:
+        """Return ``(head, source)`` for *frame*; *source* may be None."""
+        code = frame.f_code
+        lineno = frame.f_lineno
+        key = (id(code), lineno)
+        entry = self._memo.get(key)
+        if entry is not None and entry[0] is code:
+            return entry[1], entry[2]
+        filename = code.co_filename
+        head = '  File "%s", line %s, in %s' % (
+            filename, '?' if lineno is None else lineno, code.co_name)
+        source = None
+        if lineno:
+            line = _source_line(filename, lineno,
+                                _getattr(frame, 'f_globals'))
+            if line:
+                source = '    ' + line
+        self._memo[key] = (code, head, source)
+        return head, source
+
+
+def _source_line(filename: str, lineno: int, module_globals: Any) -> str:
+    """Return the stripped source line, or ``''``; never raises.
+
+    ``linecache.getline`` is used without ``linecache.checkcache``: a file
+    that changed since it was cached may show a stale line, as with the
+    interpreter's own tracebacks of code already running.
+    """
+    try:
+        line = linecache.getline(filename, lineno)
+        if not line and isinstance(module_globals, dict):
+            line = linecache.getline(filename, lineno, module_globals)
+        return line.strip()
+    except Exception:  # pylint:disable=broad-except
+        return ''
+
+
+def _skip_own_frames(frame: Any) -> Any:
+    """Return the newest frame of *frame*'s stack that is not in this module.
+
+    A thread that is building a report shows where it asked for the report,
+    not the report's own frames.
+    """
+    own = globals()
+    newest = frame
+    while newest is not None and newest.f_globals is own:
+        newest = newest.f_back
+    return frame if newest is None else newest
+
+
+def _format_blocked_stack(lines: list, thread_ident: int,
+                          limit: int | None) -> None:
+    """Append the header and stack of the blocked thread to *lines*."""
+    try:
+        ident_text = '0x%x' % (thread_ident,)
+    except Exception:  # pylint:disable=broad-except
+        ident_text = _safe_repr(thread_ident)
+    lines.append('Blocked Stack (for thread id %s):' % (ident_text,))
+    frame = _skip_own_frames(sys._current_frames().get(thread_ident))
+    try:
+        if frame is None:
+            lines.append('  Unknown: no Python frame is running in thread %s'
+                         ' (it may have exited)' % (ident_text,))
+        else:
+            lines.extend(_StackFormatter().lines(frame, limit))
+    finally:
+        del frame
+
+
+# ---------------------------------------------------------------------------
+# The state one report needs
+# ---------------------------------------------------------------------------
+
+def _loaded_gevent_attr(module_name: str, attr: str) -> Any:
+    """Return ``attr`` of an already imported gevent module, else ``None``.
+
+    Never imports: a report may be built in a monitoring thread while the
+    blocked thread holds an import lock.
+    """
+    if 'gevent' not in sys.modules:
+        return None
+    module = sys.modules.get(module_name)
+    if module is None:
+        return None
+    return _getattr(module, attr)
+
+
+def _threading_maps() -> tuple:
+    """Return ``(threading._active, threading._limbo, patched)``.
+
+    With gevent's monkey-patching of threading in effect (*patched* is
+    true), the unpatched maps are asked for; empty maps stand in for
+    anything that cannot be read.
+    """
+    threading_module = sys.modules.get('threading')
+    active = _getattr(threading_module, '_active')
+    limbo = _getattr(threading_module, '_limbo')
+    patched = False
+    is_patched = _loaded_gevent_attr('gevent.monkey', 'is_module_patched')
+    get_original = _loaded_gevent_attr('gevent.monkey', 'get_original')
+    if is_patched is not None and get_original is not None:
+        try:
+            if is_patched('threading'):
+                patched = True
+                active = get_original('threading', '_active')
+                limbo = get_original('threading', '_limbo')
+        except Exception:  # pylint:disable=broad-except
+            pass
+    return (active if isinstance(active, dict) else {},
+            limbo if isinstance(limbo, dict) else {},
+            patched)
+
+
+class _Context:
+    """What the sections of one report share, computed once."""
+
+    def __init__(self, thread_stacks: bool, greenlet_stacks: bool,
+                 limit: int | None, exclude_thread_ids: Iterable[int],
+                 current_thread_ident: int | None, highlight: object) -> None:
+        self.thread_stacks = thread_stacks
+        self.greenlet_stacks = greenlet_stacks
+        self.limit = limit
+        self.highlight = highlight
+        self.stacks = _StackFormatter()
+        try:
+            self.excluded = set(exclude_thread_ids or ())
+        except Exception:  # pylint:disable=broad-except
+            self.excluded = set()
+        # The calling thread is the one whose top frame is this very frame:
+        # exact even when gevent has patched ``_thread.get_ident``.
+        me = sys._getframe()
+        self.frames = sys._current_frames()
+        self.own_ident = None
+        for ident, top in list(self.frames.items()):
+            if top is me:
+                self.own_ident = ident
+                # Show the calling thread from the caller of this module on,
+                # not the report's own frames.
+                self.frames[ident] = _skip_own_frames(me)
+                break
+        me = top = None
+        if self.own_ident is None:  # pragma: no cover - defensive
+            self.own_ident = _thread.get_ident()
+        self.current_ident = (self.own_ident if current_thread_ident is None
+                              else current_thread_ident)
+        self.gevent_greenlet = _loaded_gevent_attr('gevent', 'Greenlet')
+        if not isinstance(self.gevent_greenlet, type):
+            self.gevent_greenlet = None
+        # ``greenlet.getcurrent()`` creates greenlet state for a thread that
+        # never used greenlets. A monitor excludes its own thread; there the
+        # calling thread's greenlet is of no interest, so leave it alone.
+        self.current_greenlet = None
+        if _GREENLET is not None and self.own_ident not in self.excluded:
+            self.current_greenlet = _getcurrent()
+
+    def release(self) -> None:
+        """Drop the references to frames and objects of the report."""
+        self.frames = {}
+        self.highlight = None
+        self.current_greenlet = None
+
+
+# ---------------------------------------------------------------------------
+# Threads
+# ---------------------------------------------------------------------------
+
+def _thread_facts(thread: object) -> tuple:
+    """Return ``(ident, name, daemon)`` of a ``threading.Thread``.
+
+    The private attributes are read first: they are plain values, where the
+    public properties of a subclass could run code.
+    """
+    ident = _getattr(thread, '_ident')
+    if not isinstance(ident, int):
+        ident = _getattr(thread, 'ident')
+    name = _getattr(thread, '_name')
+    if not isinstance(name, str):
+        name = _getattr(thread, 'name')
+    daemon = _getattr(thread, '_daemonic')
+    if not isinstance(daemon, bool):
+        daemon = _getattr(thread, 'daemon')
+    return (ident if isinstance(ident, int) else None,
+            name if isinstance(name, str) else None,
+            daemon if isinstance(daemon, bool) else None)
+
+
+def _thread_info() -> dict:
+    """Return ``{ident: (name, daemon)}`` for the threads threading knows."""
+    info = {}
+    active, limbo, patched = _threading_maps()
+    for thread in itertools.chain(list(limbo.values()),
+                                  list(active.values())):
+        ident, name, daemon = _thread_facts(thread)
+        if ident is not None:
+            info[ident] = (name, daemon)
+    if patched:
+        # gevent re-keys the main thread under the ident of the main
+        # greenlet; gevent.hub remembers the real one.
+        real = _loaded_gevent_attr('gevent.hub', 'MAIN_THREAD_IDENT')
+        main = _getattr(sys.modules.get('threading'), '_main_thread')
+        if isinstance(real, int) and real not in info and main is not None:
+            info[real] = _thread_facts(main)[1:]
+    return info
+
+
+def _format_threads(lines: list, ctx: _Context) -> None:
+    """Append the threads section to *lines*."""
+    lines.append(_RULE)
+    lines.append('* Threads')
+    lines.append(_RULE)
+    known = _thread_info()
+    idents = list(ctx.frames)
+    # The current thread first, then the others in the interpreter's order.
+    idents.sort(key=lambda ident: ident != ctx.current_ident)
+    excluded = 0
+    for ident in idents:
+        if ident in ctx.excluded:
+            excluded += 1
+            continue
+        name, daemon = known.get(ident, (None, None))
+        label = 'Thread 0x%x' % (ident,)
+        label += ' (%s)' % (name,) if name is not None else ' (unknown name)'
+        if daemon is not None:
+            label += ' daemon=%s' % (daemon,)
+        if ident == ctx.current_ident:
+            label += ' (CURRENT)'
+        lines.append(label)
+        if ctx.thread_stacks:
+            lines.extend(ctx.stacks.lines(ctx.frames[ident], ctx.limit))
+    if excluded:
+        lines.append('(%d thread%s excluded from this report)' % (
+            excluded, '' if excluded == 1 else 's'))
+
+
+# ---------------------------------------------------------------------------
+# Greenlets
+# ---------------------------------------------------------------------------
+
+def _subclasses(cls: type) -> set:
+    """Return *cls* and all its live subclasses.
+
+    Uses ``type.__subclasses__`` unbound, so that no metaclass can run code.
+    """
+    found = {cls}
+    todo = [cls]
+    while todo:
+        for sub in type.__subclasses__(todo.pop()):
+            if sub not in found:
+                found.add(sub)
+                todo.append(sub)
+    return found
+
+
+def _find_greenlets() -> list:
+    """Return every greenlet the garbage collector tracks.
+
+    When gevent is loaded and compiled, its Cython helper does this in a
+    few milliseconds (an exact type check in C over ``gc.get_objects()``).
+    Otherwise the filter runs in C too, through ``map`` and
+    ``itertools.compress`` on the exact type of each object. Neither calls
+    ``isinstance`` from Python, which may read a ``__class__`` property or
+    run a ``__getattribute__`` of some unrelated object for every object in
+    the process.
+    """
+    finder = _loaded_gevent_attr('gevent._gevent_c_greenlet_primitives',
+                                 'get_reachable_greenlets')
+    if finder is not None:
+        try:
+            found = finder()
+            if type(found) is list:  # pylint:disable=unidiomatic-typecheck
+                return found
+        except Exception:  # pylint:disable=broad-except
+            pass
+    types = _subclasses(_GREENLET)
+    objects = gc.get_objects()
+    try:
+        try:
+            return list(itertools.compress(
+                objects, map(types.__contains__, map(type, objects))))
+        except Exception:  # pylint:disable=broad-except
+            # A metaclass whose __hash__ raises: compare ids instead.
+            type_ids = set(map(id, types))
+            return list(itertools.compress(objects, map(
+                type_ids.__contains__, map(id, map(type, objects)))))
+    finally:
+        del objects
+
+
+def _safe_parent(g: Any) -> Any:
+    """Return the parent of greenlet *g*, or ``None`` on any error."""
+    try:
+        return _parent_of(g)
+    except Exception:  # pylint:disable=broad-except
+        return None
+
+
+class _Forest:
+    """The greenlets as trees by ``parent``, and the order to show them."""
+
+    def __init__(self, greenlets: list, highlight: object,
+                 current: object) -> None:
+        by_id = dict(zip(map(id, greenlets), greenlets))
+        children: dict = {}
+        roots = []
+        try:
+            parents = list(map(_parent_of, greenlets))
+        except Exception:  # pylint:disable=broad-except
+            parents = [_safe_parent(g) for g in greenlets]
+        missing = []
+        for g, parent in zip(greenlets, parents):
+            if parent is None:
+                roots.append(g)
+                continue
+            kids = children.get(id(parent))
+            if kids is None:
+                children[id(parent)] = [g]
+                if id(parent) not in by_id:
+                    missing.append(parent)
+            else:
+                kids.append(g)
+        # Parents the garbage collector did not report (there should be
+        # none) are added to the forest, walking up.
+        for g in missing:
+            if id(g) in by_id:
+                continue
+            by_id[id(g)] = g
+            parent = _safe_parent(g)
+            if parent is None:
+                roots.append(g)
+            else:
+                children.setdefault(id(parent), []).append(g)
+                missing.append(parent)
+        del missing, parents
+        self.by_id = by_id
+        self.children = children
+        self.path = self.path_to(highlight)
+        self.path_ids = {id(g) for g in self.path}
+        current_root = self.path_to(current)
+        self.current_root = current_root[0] if current_root else None
+        # Roots: the highlighted greenlet's first, then the calling thread's,
+        # then those of other live threads (those with children first), and
+        # last the main greenlets of threads that have exited.
+        dead = list(map(_dead_of, roots))
+        roots = (self._arrange(list(itertools.compress(
+            roots, map(operator.not_, dead))))
+            + self._arrange(list(itertools.compress(roots, dead))))
+        if self.current_root is not None and (
+                not self.path or self.path[0] is not self.current_root):
+            roots = [r for r in roots if r is not self.current_root]
+            roots.insert(1 if self.path else 0, self.current_root)
+        self.roots = roots
+
+    def path_to(self, g: object) -> list:
+        """Return the greenlets from the root of *g* down to *g*.
+
+        Empty if *g* is not a greenlet of the forest.
+        """
+        if g is None or id(g) not in self.by_id:
+            return []
+        path = []
+        seen = set()
+        while g is not None and id(g) not in seen:
+            seen.add(id(g))
+            path.append(g)
+            try:
+                g = _parent_of(g)
+            except Exception:  # pylint:disable=broad-except
+                break
+        path.reverse()
+        return path
+
+    def _arrange(self, kids: list) -> list:
+        """Order siblings: the highlighted path, then subtrees, then leaves.
+
+        Stable otherwise, so that the order of creation is kept. Written
+        with ``map`` and ``compress`` because a hub may have 10,000 children.
+        """
+        ids = list(map(id, kids))
+        first: list = []
+        if self.path_ids:
+            in_path = list(map(self.path_ids.__contains__, ids))
+            if any(in_path):
+                first = list(itertools.compress(kids, in_path))
+                keep = list(map(operator.not_, in_path))
+                kids = list(itertools.compress(kids, keep))
+                ids = list(itertools.compress(ids, keep))
+        has_kids = list(map(self.children.__contains__, ids))
+        inner = list(itertools.compress(kids, has_kids))
+        leaves = list(itertools.compress(
+            kids, map(operator.not_, has_kids)))
+        return first + inner + leaves
+
+    def walk(self, want: int | None) -> list:
+        """Return ``[(greenlet, depth)]``, depth first, at most *want* long.
+
+        The highlighted path comes first, so it is always included.
+        """
+        if want is not None:
+            want = max(want, len(self.path))
+        order = []
+        seen = set()
+        stack = [(iter(self.roots), 0)]
+        while stack:
+            if want is not None and len(order) >= want:
+                break
+            it, depth = stack[-1]
+            g = next(it, _END)
+            if g is _END:
+                stack.pop()
+                continue
+            if id(g) in seen:
+                continue
+            seen.add(id(g))
+            order.append((g, depth))
+            kids = self.children.get(id(g))
+            if kids:
+                stack.append((iter(self._arrange(kids)), depth + 1))
+        return order
+
+
+def _thread_of_roots(forest: _Forest, greenlets: list, ctx: _Context) -> dict:
+    """Return ``{id(root): thread ident}`` for the roots whose thread is known.
+
+    A gevent hub knows its thread (``thread_ident``), and so does the root
+    above it. The root of the calling thread and the root of the highlighted
+    greenlet are known too.
+    """
+    threads = {}
+    hub_class = _loaded_gevent_attr('gevent.hub', 'Hub')
+    if isinstance(hub_class, type):
+        hub_types = _subclasses(hub_class)
+        hubs = list(itertools.compress(
+            greenlets, map(hub_types.__contains__, map(type, greenlets))))
+        for hub in hubs:
+            ident = _getattr(hub, 'thread_ident')
+            path = forest.path_to(hub)
+            if path and isinstance(ident, int) and not isinstance(
+                    ident, bool):
+                threads[id(path[0])] = ident
+    if forest.current_root is not None:
+        threads[id(forest.current_root)] = ctx.own_ident
+    if forest.path:
+        threads[id(forest.path[0])] = ctx.current_ident
+    return threads
+
+
+def _format_greenlets(lines: list, ctx: _Context,
+                      max_greenlets: int | None) -> None:
+    """Append the greenlets section to *lines*."""
+    lines.append(_RULE)
+    if _GREENLET is None:  # pragma: no cover
+        lines.append('* Greenlets: greenlet is not installed')
+        lines.append(_RULE)
+        return
+    greenlets = _find_greenlets()
+    try:
+        current = ctx.current_greenlet
+        forest = _Forest(greenlets, ctx.highlight, current)
+        total = len(forest.by_id)
+        lines.append('* Greenlets (%s live)' % (format(total, ','),))
+        lines.append(_RULE)
+        want = max_greenlets if max_greenlets and max_greenlets > 0 else None
+        order = forest.walk(want)
+        shown = {id(g) for g, _ in order}
+        root_threads = _thread_of_roots(forest, greenlets, ctx)
+        thread = None
+        for g, depth in order:
+            if depth == 0:
+                thread = root_threads.get(id(g))
+            _guarded(lines, 'a greenlet', _format_greenlet, lines, ctx,
+                     forest, g, depth, thread, current, shown)
+        if len(shown) < total:
+            # In the order of the garbage collector's list, which is close
+            # to the order in memory: this pass is bound by cache misses.
+            everyone = list(forest.by_id.values())
+            hidden = list(itertools.compress(everyone, map(
+                operator.not_, map(shown.__contains__, map(id, everyone)))))
+            del everyone
+            spawn_types = (_subclasses(ctx.gevent_greenlet)
+                           if ctx.gevent_greenlet is not None else set())
+            _guarded(lines, 'the summary of other greenlets',
+                     _format_summary, lines, hidden, spawn_types)
+    finally:
+        del greenlets
+
+
+def _format_greenlet(lines: list, ctx: _Context, forest: _Forest, g: Any,
+                     depth: int, thread: int | None, current: object,
+                     shown: set) -> None:
+    """Append the node of greenlet *g* (label and details) to *lines*."""
+    pad = '    ' * min(depth, _MAX_INDENT_DEPTH)
+    data = pad + '    '
+    dead = _dead_of(g)
+    active = _active_of(g)
+    frame = _frame_of(g)
+    running = active and frame is None
+    is_gevent = (ctx.gevent_greenlet is not None
+                 and issubclass(type(g), ctx.gevent_greenlet))
+    # The name first: once known, gevent's repr includes it.
+    name = _getattr(g, 'name') if is_gevent else None
+    name = None if name is None else _safe_str(name)
+    label = pad + '+-- ' + _safe_repr(g, 'greenlet')
+    if depth == 0 and thread is not None:
+        label += ' [main greenlet of thread 0x%x]' % (thread,)
+    if dead:
+        label += ' (dead)'
+    elif not active:
+        label += ' (not started)'
+    elif running:
+        if g is current and current is not None:
+            label += ' (CURRENT greenlet of the calling thread)'
+        else:
+            label += ' (running: the current greenlet of its thread)'
+    if g is ctx.highlight and g is not None:
+        label += ' <== BLOCKED'
+    lines.append(label)
+
+    if name is not None and '"%s"' % (name,) not in label:
+        lines.append(data + 'Name: %s' % (name,))
+    if not active and not dead:
+        run = _getattr(g, '_run') if is_gevent else None
+        if run is None:
+            run = _getattr(g, 'run')
+        lines.append(data + 'Not started; will run %s' % (
+            _callable_name(run),))
+    if ctx.greenlet_stacks and not dead:
+        if frame is not None:
+            lines.append(data + 'Stack (suspended):')
+            lines.extend(ctx.stacks.lines(frame, ctx.limit, data))
+        elif running:
+            _format_running_stack(lines, ctx, g, thread, current, data)
+    del frame
+    if is_gevent:
+        spawning = _getattr(g, 'spawning_stack')
+        if spawning is not None:
+            lines.append(data + 'Spawned at:')
+            lines.extend(ctx.stacks.lines(spawning, ctx.limit, data))
+        del spawning
+        tree_locals = _getattr(g, 'spawn_tree_locals')
+        if tree_locals is not None and _safe_len(tree_locals):
+            lines.append(data + 'Spawn tree locals: %s' % (
+                _safe_repr(tree_locals),))
+    kids = forest.children.get(id(g))
+    if kids:
+        not_shown = len(kids) - sum(map(shown.__contains__, map(id, kids)))
+        if not_shown:
+            lines.append(data + 'Children: %s (%s not shown, see the summary'
+                         ' at the end)' % (format(len(kids), ','),
+                                           format(not_shown, ',')))
+
+
+def _format_running_stack(lines: list, ctx: _Context, g: object,
+                          thread: int | None, current: object,
+                          data: str) -> None:
+    """Describe the stack of a greenlet that is running in some thread."""
+    if g is current:
+        thread = ctx.own_ident
+    elif g is ctx.highlight:
+        thread = ctx.current_ident
+    if thread is None:
+        lines.append(data + 'Stack: running now; see the stack of its thread')
+        return
+    frame = ctx.frames.get(thread)
+    if frame is None:
+        lines.append(data + 'Stack: unknown, thread 0x%x has no Python frame'
+                     % (thread,))
+    elif ctx.thread_stacks and thread not in ctx.excluded:
+        lines.append(data + 'Stack: the stack of thread 0x%x, shown above'
+                     % (thread,))
+    else:
+        lines.append(data + 'Stack (running in thread 0x%x):' % (thread,))
+        lines.extend(ctx.stacks.lines(frame, ctx.limit, data))
+
+
+def _state_key(g: Any) -> tuple:
+    """Return the summary key of a greenlet that is not suspended."""
+    if _dead_of(g):
+        return ('dead',)
+    if _active_of(g):
+        return ('running',)
+    run = _getattr(g, '_run')
+    if run is None:
+        run = _getattr(g, 'run')
+    return ('not started', _callable_name(run))
+
+
+class _ShortNames:
+    """Shortens file names by the longest ``sys.path`` entry they start with."""
+
+    def __init__(self) -> None:
+        prefixes = []
+        for entry in list(sys.path):
+            if isinstance(entry, str) and entry:
+                prefixes.append(entry.rstrip(os.sep) + os.sep)
+        prefixes.sort(key=len, reverse=True)
+        self._prefixes = prefixes
+
+    def __call__(self, filename: str) -> str:
+        """Return *filename* relative to its ``sys.path`` entry."""
+        for prefix in self._prefixes:
+            if filename.startswith(prefix):
+                return filename[len(prefix):]
+        return filename
+
+
+def _count_suspended(greenlets: list, frames: list,
+                     spawn_types: set) -> collections.Counter:
+    """Count suspended greenlets by what they run, in C loops.
+
+    *frames* are the suspended frames of *greenlets*. A group is the code
+    object and instruction offset a greenlet is suspended at and, for
+    gevent greenlets (whose type is in *spawn_types*), the function it was
+    spawned to run. Returns a counter of ``(sample frame, function or
+    None)``, with one sample frame per place.
+
+    Everything here is chosen for speed over 10,000 greenlets. Code objects
+    are grouped by identity, because hashing one hashes its whole contents,
+    and by instruction offset, because ``f_lineno`` decodes the line table
+    at every access. The second grouping uses the sample frames and the
+    functions themselves, whose hash and equality are by identity. The
+    callers' frames are not read: ``f_back`` would create a frame object per
+    greenlet, and with it work for the garbage collector. Keys are consumed
+    as they are made, so that ``zip`` reuses one tuple instead of leaving
+    10,000 tracked tuples behind.
+    """
+    samples: dict = {}
+    counts: collections.Counter = collections.Counter()
+    mask = (list(map(spawn_types.__contains__, map(type, greenlets)))
+            if spawn_types else [])
+    if any(mask):
+        spawned = list(itertools.compress(frames, mask))
+        runs = map(getattr, itertools.compress(greenlets, mask),
+                   itertools.repeat('_run'), itertools.repeat(None))
+        # A bound method is a new object at every spawn; its function is
+        # shared.
+        runs = list(runs)
+        funcs = map(getattr, runs, itertools.repeat('__func__'), runs)
+        places = map(samples.setdefault, zip(
+            map(id, map(_F_CODE, spawned)), map(_F_LASTI, spawned)), spawned)
+        counts.update(zip(places, funcs))
+        frames = list(itertools.compress(frames, map(operator.not_, mask)))
+    places = map(samples.setdefault, zip(
+        map(id, map(_F_CODE, frames)), map(_F_LASTI, frames)), frames)
+    counts.update(zip(places, itertools.repeat(None)))
+    return counts
+
+
+def _count_suspended_slowly(greenlets: list, frames: list,
+                            spawn_types: set) -> collections.Counter:
+    """Like `_count_suspended`, one at a time, surviving odd objects."""
+    samples: dict = {}
+    counts: collections.Counter = collections.Counter()
+    for g, frame in zip(greenlets, frames):
+        try:
+            func = None
+            if type(g) in spawn_types:
+                func = _getattr(g, '_run')
+                func = _getattr(func, '__func__', func)
+            place = samples.setdefault((id(frame.f_code), frame.f_lasti),
+                                       frame)
+        except Exception:  # pylint:disable=broad-except
+            counts[('unknown',)] += 1
+            continue
+        counts[(place, func)] += 1
+    return counts
+
+
+def _describe_group(key: tuple, short: _ShortNames) -> str:
+    """Return the human description of a summary group.
+
+    *key* is ``(sample frame, function or None)`` for suspended greenlets,
+    else a state tuple starting with a string.
+    """
+    kind = key[0]
+    if not isinstance(kind, str):
+        frame, func = key
+        code = frame.f_code
+        text = 'in %s (%s:%s)' % (
+            _getattr(code, 'co_qualname') or code.co_name,
+            short(code.co_filename), frame.f_lineno)
+        if func is not None:
+            text += ', spawned to run %s' % (_callable_name(func),)
+        return text
+    if kind == 'dead':
+        return 'dead'
+    if kind == 'running':
+        return 'running (the current greenlet of a thread)'
+    if kind == 'not started':
+        return 'not started, to run %s' % (key[1],)
+    return 'in an unknown state'
+
+
+def _format_summary(lines: list, hidden: list, spawn_types: set) -> None:
+    """Append the count of the greenlets not shown, grouped by activity.
+
+    Suspended greenlets are grouped by where they are suspended (and, for
+    gevent greenlets, by the function they were spawned to run); the others
+    by state (and, when not started, by what they will run). No stack is
+    formatted: this runs for every greenlet not shown, possibly tens of
+    thousands, so the loops are ``map`` and ``collections.Counter`` calls
+    that run in C.
+    """
+    frames = list(map(_frame_of, hidden))
+    suspended = list(map(operator.is_not, frames, itertools.repeat(None)))
+    others = list(itertools.compress(
+        hidden, map(operator.not_, suspended)))
+    frames = list(itertools.compress(frames, suspended))
+    greenlets = list(itertools.compress(hidden, suspended))
+    try:
+        counts = _count_suspended(greenlets, frames, spawn_types)
+    except Exception:  # pylint:disable=broad-except
+        counts = _count_suspended_slowly(greenlets, frames, spawn_types)
+    del frames, greenlets
+    for g in others:
+        try:
+            counts[_state_key(g)] += 1
+        except Exception:  # pylint:disable=broad-except
+            counts[('unknown',)] += 1
+    # Groups at different instructions of the same line are merged here,
+    # where there are few of them.
+    short = _ShortNames()
+    merged: dict = {}
+    for key, count in counts.items():
+        try:
+            text = _describe_group(key, short)
+        except Exception as ex:  # pylint:disable=broad-except
+            text = _error_line('a group', ex)
+        merged[text] = merged.get(text, 0) + count
+    counts.clear()
+    groups = sorted(merged.items(), key=lambda item: -item[1])
+    lines.append('... and %s more greenlets, by what they run:' % (
+        format(len(hidden), ','),))
+    for text, count in groups[:_MAX_SUMMARY_GROUPS]:
+        lines.append('    %s %s' % (format(count, ','), text))
+    rest = groups[_MAX_SUMMARY_GROUPS:]
+    if rest:
+        lines.append('    %s in %s other places' % (
+            format(sum(count for _, count in rest), ','),
+            format(len(rest), ',')))

@@ -1,0 +1,106 @@
+"""Bad input anywhere in the public API gets a clear error, never a crash."""
+from __future__ import annotations
+
+import math
+
+import greenlet
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import hubmon
+from hubmon import _core
+
+ANYTHING = st.one_of(
+    st.none(), st.booleans(), st.integers(min_value=-2**70, max_value=2**70),
+    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=12),
+    st.binary(max_size=8), st.lists(st.integers(), max_size=2), st.just(object()),
+)
+EXPECTED = (hubmon.ConfigError, TypeError, ValueError)
+
+
+@pytest.fixture(autouse=True)
+def no_trace():
+    yield
+    greenlet.settrace(None)
+
+
+def valid_seconds(value):
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and math.isfinite(value) and 0 < value <= 86400)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(name=st.sampled_from(["max_blocking_time", "max_memory_usage", "memory_monitor_period",
+                             "print_blocking_reports", "stream"]),
+       value=ANYTHING)
+def test_start_arguments_are_validated(name, value):
+    hub = greenlet.greenlet(lambda: None)
+    try:
+        monitor = hubmon.start(hub, **{name: value})
+    except EXPECTED as ex:
+        assert name in str(ex)
+        return
+    try:
+        # Whatever was accepted is sane.
+        if name == "max_blocking_time" and value is not None:
+            assert valid_seconds(value)
+        if name == "memory_monitor_period" and value is not None:
+            assert valid_seconds(value) and value >= 0.1
+        if name == "max_memory_usage" and value is not None:
+            assert isinstance(value, int) and value > 0
+    finally:
+        monitor.stop()
+
+
+@settings(max_examples=100, deadline=None)
+@given(period=ANYTHING)
+def test_add_monitoring_function_period_is_validated(period):
+    hub = greenlet.greenlet(lambda: None)
+    with hubmon.start(hub, max_blocking_time=60) as monitor:
+        try:
+            monitor.add_monitoring_function(len, period)
+        except ValueError as ex:
+            assert "period" in str(ex)
+            return
+        if period is not None:
+            assert valid_seconds(period) or (isinstance(period, (int, float)) and period > 86400
+                                             and math.isfinite(period))
+
+
+@settings(max_examples=100, deadline=None)
+@given(threshold=ANYTHING, mode=ANYTHING)
+def test_native_tracer_arguments_are_validated(threshold, mode):
+    hub = greenlet.greenlet(lambda: None)
+    try:
+        _core.Tracer(hub, greenlet.getcurrent(), threshold, mode=mode)
+    except (TypeError, ValueError, OverflowError):
+        return
+    assert valid_seconds(threshold) or (isinstance(threshold, (int, float)) and threshold > 0)
+
+
+@pytest.mark.parametrize("name", ["max_blocking_time", "memory_monitor_period"])
+@pytest.mark.parametrize("value", [0, -1, float("nan"), float("inf"), 10**30])
+def test_config_assignment_names_setting_and_value(name, value):
+    with pytest.raises(hubmon.ConfigError) as info:
+        setattr(hubmon.config, name, value)
+    assert name in str(info.value) and repr(value)[:6] in str(info.value)
+
+
+def test_invalid_environment_value_names_the_variable_when_gevent_starts(python):
+    pytest.importorskip("gevent")
+    proc = python("""
+import hubmon, gevent
+try:
+    gevent.sleep(0)
+except Exception as ex:
+    print(type(ex).__name__, ex)
+""", env={"GEVENT_MONITOR_THREAD_ENABLE": "true", "GEVENT_MAX_BLOCKING_TIME": "soon"})
+    assert "GEVENT_MAX_BLOCKING_TIME" in proc.stdout + proc.stderr
+    assert "'soon'" in proc.stdout + proc.stderr
+    assert "Fatal Python error" not in proc.stderr
+
+
+def test_format_run_info_rejects_a_bad_limit():
+    with pytest.raises((TypeError, ValueError)):
+        hubmon.format_run_info(limit="ten")
