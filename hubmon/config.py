@@ -331,9 +331,10 @@ class Config:
         How many greenlets the default blocked report shows in full before
         summarising the rest by count; 0 shows every greenlet.""")
     gil_signal: int = _setting("HUBMON_GIL_SIGNAL", _Signal(), "auto", """
-        The signal number hubmon reserves for sampling the thread that holds
-        the GIL; reading it gives the resolved number. 'auto' means SIGRTMIN + 6 where real-time
-        signals exist, else 0; 'off' or 0 disables it.""")
+        The signal on which faulthandler writes the Python stacks while a C
+        call that holds the GIL blocks a hub (Linux); reading it gives the
+        resolved number. 'auto' means SIGRTMIN + 6 where real-time signals
+        exist, else 0; 'off' or 0 disables the dump.""")
 
     def __init__(self) -> None:
         """Create a Config with nothing read or assigned yet."""
