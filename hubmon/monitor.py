@@ -19,7 +19,7 @@ from ._memory import memory_watch, watch_memory
 from ._threads import real_get_ident
 from .config import ConfigError, config
 from .events import EventLoopBlocked, EventLoopUnblocked, notify
-from .report import format_blocked_report
+from .report import _find_greenlets, format_blocked_report
 
 __all__ = ["Monitor", "MonitoringFunction", "start", "running_monitors"]
 
@@ -328,10 +328,9 @@ def _find_greenlet(identity: int) -> Any:
     """
     if not identity:
         return None
-    import gc
-    for obj in gc.get_objects():
-        if id(obj) == identity and isinstance(obj, greenlet.greenlet):
-            return obj
+    for glet in _find_greenlets():
+        if id(glet) == identity:
+            return glet
     return None
 
 

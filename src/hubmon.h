@@ -85,6 +85,8 @@ typedef struct hm_record {
 
 /* sampler.c: the native thread. */
 extern pthread_mutex_t hm_sampler_lock;
+extern atomic_int hm_dozing;
+void hm_sampler_poke(void);
 double hm_monotonic(void);
 hm_record *hm_record_new(int mode, uintptr_t hub, double threshold, int reports);
 void hm_record_decref(hm_record *rec);

@@ -35,6 +35,10 @@ const double hm_hist_bounds_ms[HM_HIST_BUCKETS] = {
 
 pthread_mutex_t hm_sampler_lock = PTHREAD_MUTEX_INITIALIZER;
 
+/* 1 while the native thread dozes because every hub runs; read by the
+   tracer on each switch away from a hub. */
+atomic_int hm_dozing;
+
 /* Process-wide state of the native thread, guarded by hm_sampler_lock.
    Plain C only: after fork() the child handler resets the synchronisation
    objects and marks the thread gone. */
@@ -273,6 +277,70 @@ event_from_record(hm_event *ev, const hm_record *rec)
     ev->threshold = rec->threshold;
 }
 
+/* Whether the thread may doze: every record watches a hub that is running
+   now (waiting in its loop, say), so nothing can be blocked until some hub
+   switches out, and the tracer wakes the thread at that switch. Sets
+   hm_dozing first and then reads the records again, so that a switch that
+   raced with the decision is seen by one side or the other. Needs
+   hm_sampler_lock. */
+static int
+may_doze(void)
+{
+    if (S.records == NULL) {
+        return 0;
+    }
+    for (int pass = 0; pass < 2; pass++) {
+        for (hm_record *r = S.records; r != NULL; r = r->next) {
+            if (r->mode != HM_MODE_HUB || r->blocked
+                    || !atomic_load(&r->hub_running)) {
+                atomic_store(&hm_dozing, 0);
+                return 0;
+            }
+        }
+        atomic_store(&hm_dozing, 1);
+    }
+    return 1;
+}
+
+/* How long a doze may last: long enough to cost nothing, short enough that
+   a switch whose wake-up was lost in a race is still reported late by at
+   most a few thresholds. */
+static double
+doze_length(double period)
+{
+    double length = period * HM_PERIOD_DIVISOR * 4;
+    return length < 0.05 ? 0.05 : length > 2.0 ? 2.0 : length;
+}
+
+/* After a doze every hub was running until the tracer's wake-up (or the
+   timeout): the stretches start now, not at the last sample. Needs
+   hm_sampler_lock. */
+static void
+wake_from_doze(void)
+{
+    atomic_store(&hm_dozing, 0);
+    double now = hm_monotonic();
+    for (hm_record *r = S.records; r != NULL; r = r->next) {
+        r->since = r->since_late = r->last_sample = now;
+        r->seen_out_once = 0;
+    }
+}
+
+/* Called by the tracer, holding the GIL, at the first switch away from a hub
+   while the thread dozes: wakes it. Takes hm_sampler_lock briefly (the lock
+   order, GIL then lock, holds). */
+void
+hm_sampler_poke(void)
+{
+    if (atomic_exchange(&hm_dozing, 0)) {
+        pthread_mutex_lock(&hm_sampler_lock);
+        if (S.cond_ready) {
+            pthread_cond_signal(&S.cond);
+        }
+        pthread_mutex_unlock(&hm_sampler_lock);
+    }
+}
+
 /* The body of the native thread. Holds hm_sampler_lock except while it
    sleeps and while callbacks.c runs; never holds a Python object. */
 static void *
@@ -344,7 +412,9 @@ sampler_main(void *unused)
             }
         }
 
-        double deadline = hm_monotonic() + current_period();
+        double period = current_period();
+        int dozing = count == 0 && may_doze();
+        double deadline = hm_monotonic() + (dozing ? doze_length(period) : period);
         for (hm_record *r = S.records; r != NULL; r = r->next) {
             if (r->next_call > 0 && !r->call_pending && r->next_call < deadline) {
                 deadline = r->next_call;
@@ -362,6 +432,9 @@ sampler_main(void *unused)
         }
         if (!S.stop_requested) {
             pthread_cond_timedwait(&S.cond, &hm_sampler_lock, &ts);
+        }
+        if (dozing) {
+            wake_from_doze();
         }
     }
     pthread_mutex_unlock(&hm_sampler_lock);
@@ -586,6 +659,7 @@ hm_sampler_atfork_child(void)
     S.thread_exists = 0;
     S.stop_requested = 0;
     S.native_id = 0;
+    atomic_store(&hm_dozing, 0);
     S.mem_pending = 0;
     S.cond_ready = 0;
     cond_init();

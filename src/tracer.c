@@ -51,6 +51,13 @@ tracer_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf,
             }
             else {
                 atomic_store_explicit(&rec->hub_running, 0, memory_order_relaxed);
+                /* The native thread dozes only while every hub runs: the
+                   first switch away from one wakes it. A relaxed load: in
+                   the rare race where it reads a stale 0, the doze ends at
+                   its timeout instead. */
+                if (atomic_load_explicit(&hm_dozing, memory_order_relaxed)) {
+                    hm_sampler_poke();
+                }
             }
             atomic_store_explicit(&rec->current, target, memory_order_relaxed);
         }
