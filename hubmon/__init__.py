@@ -14,6 +14,7 @@ from . import _core
 from . import _gevent
 from . import events
 from ._memory import MonitorWarning
+from .assertions import FailedToSwitch, assert_switches
 from .config import ConfigError, config
 from .monitor import Monitor, MonitoringFunction, running_monitors, start
 from .report import format_run_info, print_run_info
@@ -22,9 +23,11 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ConfigError",
+    "FailedToSwitch",
     "Monitor",
     "MonitorWarning",
     "MonitoringFunction",
+    "assert_switches",
     "config",
     "events",
     "format_run_info",
