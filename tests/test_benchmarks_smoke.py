@@ -1,0 +1,59 @@
+"""The benchmarks are not tests, but they must keep working: run them quickly.
+
+Nothing here is timed or compared: the numbers of a quick run on a CI machine
+mean nothing. The test checks that ``benchmarks/run.py --quick`` runs every
+section to the end and prints the Markdown table of the goals.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+pytest.importorskip("gevent")
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+GOAL_ROWS = [
+    "added cost per greenlet switch",
+    "detection latency",
+    "reports per blockage",
+    "throughput of a gevent.pywsgi server",
+    "idle cost of the monitor's thread",
+    "building the blocked report",
+    "reports of blocks shorter than T",
+]
+
+
+@pytest.mark.timeout(170)
+def test_quick_run_prints_the_goals_table(tmp_path):
+    env = dict(os.environ)
+    env.pop("GEVENT_MONITOR_THREAD_ENABLE", None)
+    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    plot = tmp_path / "latency.png"
+    page = tmp_path / "performance.rst"
+    proc = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "benchmarks", "run.py"), "--quick",
+         "--plot", str(plot), "--rst", str(page)],
+        cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=160)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    out = proc.stdout
+    assert "| what | goal | hubmon | gevent's monitor | result |" in out
+    assert "| --- | --- | --- | --- | --- |" in out
+    for row in GOAL_ROWS:
+        lines = [line for line in out.splitlines() if line.startswith("| " + row)]
+        assert len(lines) == 1, (row, out)
+        assert lines[0].rstrip().endswith(("| pass |", "| **FAIL** |", "| info |")), lines[0]
+    assert "not measured" not in out
+    assert "CPython" in out and "gevent" in out and "greenlet" in out
+    text = page.read_text()
+    assert text.startswith("Performance\n===========")
+    assert ".. list-table::" in text
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        assert "matplotlib is not installed" in proc.stderr
+    else:
+        assert plot.read_bytes().startswith(b"\x89PNG")
