@@ -312,17 +312,26 @@ doze_length(double period)
     return length < 0.05 ? 0.05 : length > 2.0 ? 2.0 : length;
 }
 
-/* After a doze every hub was running until the tracer's wake-up (or the
-   timeout): the stretches start now, not at the last sample. Needs
-   hm_sampler_lock. */
+/* During a doze every hub was running until the tracer's wake-up: the
+   stretches start then, not at the last sample. Needs hm_sampler_lock. */
 static void
-wake_from_doze(void)
+restart_stretches(void)
 {
-    atomic_store(&hm_dozing, 0);
     double now = hm_monotonic();
     for (hm_record *r = S.records; r != NULL; r = r->next) {
         r->since = r->since_late = r->last_sample = now;
         r->seen_out_once = 0;
+    }
+}
+
+static void
+wake_from_doze(void)
+{
+    /* A wake-up by the tracer has restarted the stretches already
+       (hm_sampler_poke cleared the flag); after a timeout every hub is
+       still running, and the stretches restart now. */
+    if (atomic_exchange(&hm_dozing, 0)) {
+        restart_stretches();
     }
 }
 
@@ -334,6 +343,10 @@ hm_sampler_poke(void)
 {
     if (atomic_exchange(&hm_dozing, 0)) {
         pthread_mutex_lock(&hm_sampler_lock);
+        /* Restart the stretches now, before the switch goes on, so that
+           anything reading the records (stats(), assert_switches) sees a
+           stretch that starts at this switch. */
+        restart_stretches();
         if (S.cond_ready) {
             pthread_cond_signal(&S.cond);
         }
