@@ -327,12 +327,12 @@ restart_stretches(void)
 static void
 wake_from_doze(void)
 {
-    /* A wake-up by the tracer has restarted the stretches already
-       (hm_sampler_poke cleared the flag); after a timeout every hub is
-       still running, and the stretches restart now. */
-    if (atomic_exchange(&hm_dozing, 0)) {
-        restart_stretches();
-    }
+    /* A wake-up by the tracer has restarted the stretches already. After a
+       timeout the normal sample decides: a hub still running restarts its
+       stretch; a hub that switched away without waking the thread (the
+       rare race of the tracer's relaxed read) is judged from the sample
+       before the doze, an upper bound, so its block is not missed. */
+    atomic_store(&hm_dozing, 0);
 }
 
 /* Called by the tracer, holding the GIL, at the first switch away from a hub
