@@ -96,7 +96,8 @@ def format_run_info(thread_stacks: bool = True,
                     max_greenlets: int | None = 0,
                     exclude_thread_ids: Iterable[int] = (),
                     current_thread_ident: int | None = None,
-                    highlight: object = None) -> list[str]:
+                    highlight: object = None,
+                    _greenlets: list | None = None) -> list[str]:
     """Describe the threads and greenlets of this process, one line per entry.
 
     The result has a threads section (every Python thread from
@@ -141,7 +142,7 @@ def format_run_info(thread_stacks: bool = True,
                        exclude_thread_ids, current_thread_ident, highlight)
         _guarded(lines, 'threads', _format_threads, lines, ctx)
         _guarded(lines, 'greenlets', _format_greenlets, lines, ctx,
-                 max_greenlets)
+                 max_greenlets, _greenlets)
     except Exception as ex:  # pylint:disable=broad-except
         lines.append(_error_line('the run info', ex))
     finally:
@@ -181,7 +182,8 @@ def format_blocked_report(*,
                           max_greenlets: int | None = 50,
                           exclude_thread_ids: Iterable[int] = (),
                           monitor_repr: str | None = None,
-                          limit: int | None = None) -> list[str]:
+                          limit: int | None = None,
+                          _greenlets: list | None = None) -> list[str]:
     """Build the report printed when *greenlet* has blocked its hub too long.
 
     The report starts with a rule and a header line (UTC time, the greenlet,
@@ -232,7 +234,8 @@ def format_blocked_report(*,
             max_greenlets=max_greenlets,
             exclude_thread_ids=exclude_thread_ids,
             current_thread_ident=thread_ident,
-            highlight=greenlet))
+            highlight=greenlet,
+            _greenlets=_greenlets))
     except Exception as ex:  # pylint:disable=broad-except
         lines.append(_error_line('the blocked report', ex))
     return lines
@@ -849,14 +852,16 @@ def _thread_of_roots(forest: _Forest, greenlets: list, ctx: _Context) -> dict:
 
 
 def _format_greenlets(lines: list, ctx: _Context,
-                      max_greenlets: int | None) -> None:
+                      max_greenlets: int | None,
+                      greenlets: list | None = None) -> None:
     """Append the greenlets section to *lines*."""
     lines.append(_RULE)
     if _GREENLET is None:  # pragma: no cover
         lines.append('* Greenlets: greenlet is not installed')
         lines.append(_RULE)
         return
-    greenlets = _find_greenlets()
+    if greenlets is None:
+        greenlets = _find_greenlets()
     try:
         current = ctx.current_greenlet
         forest = _Forest(greenlets, ctx.highlight, current)
