@@ -12,9 +12,9 @@ per connection) to each server, then for ROUNDS rounds drives each server in
 turn, in a shuffled order, for SECONDS each. It reports, for every round and
 server, the requests per second and the server's CPU time (all its threads,
 monitor included) per request. Short windows alternating quickly make
-neighbouring windows see the same noise of a shared machine. The client is a plain gevent program on
-gevent's cooperative sockets; it parses just enough of each response (the
-Content-Length) to know where it ends.
+neighbouring windows see the same noise of a shared machine. The client is
+a plain gevent program on gevent's cooperative sockets; it parses just
+enough of each response (the Content-Length) to know where it ends.
 """
 from __future__ import annotations
 

@@ -4,10 +4,10 @@ Two greenlets switch back and forth (ping-pong) with each trace function
 installed in turn with ``greenlet.settrace``; the variants alternate in a
 shuffled order within every round, so that a slow moment of a noisy machine
 hits them all alike. The time of a switch is measured with the thread's
-CPU clock and is the best (smallest) of the rounds; the added cost of a variant is its time minus the time with no
-trace function, and its ratio is that added cost over the added cost of the
-do-nothing C trace function (the floor: what greenlet itself spends to call
-any trace function).
+CPU clock and is the best (smallest) of the rounds; the added cost of a
+variant is its time minus the time with no trace function, and its ratio is
+that added cost over the added cost of the do-nothing C trace function (the
+floor: what greenlet itself spends to call any trace function).
 
 Usage: bench_switch.py ITERATIONS ROUNDS
 """

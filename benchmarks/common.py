@@ -201,7 +201,17 @@ def machine() -> Dict[str, str]:
             load = " ".join(f.read().split()[:3])
     except OSError:
         load = "?"
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
+                                capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "src", "hubmon"],
+                               cwd=ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
+        if commit and dirty:
+            commit += " with local changes to src/ or hubmon/"
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
     return {
+        "hubmon": commit or "unknown",
         "cpu": cpu,
         "cores": str(os.cpu_count()),
         "os": "%s %s" % (platform.system(), platform.release()),

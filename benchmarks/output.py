@@ -171,14 +171,16 @@ def _md_table(header: List[str], rows: List[List[str]]) -> str:
     return "\n".join(out) + "\n"
 
 
-def detail_tables(results: Dict[str, Any]) -> List[Tuple[str, List[str], List[List[str]]]]:
-    """(title, header, rows) of each section's detailed figures."""
+def detail_tables(results: Dict[str, Any]) -> List[Tuple[str, str, List[str], List[List[str]]]]:
+    """(title, description, header, rows) of each section's detailed figures."""
     tables = []
     switch = results.get("switch")
     if switch:
         tables.append((
-            "Cost per greenlet switch (ping-pong between two greenlets; best of %d rounds of "
-            "%s round trips, thread CPU time; gevent's tracers %s)"
+            "Cost per greenlet switch",
+            "Ping-pong between two greenlets; best of %d rounds of %s round trips, thread CPU "
+            "time; gevent's tracers %s. A ratio below 1 only means that the difference from "
+            "the floor is smaller than the noise of the measurement."
             % (switch["rounds"], format(switch["iterations"], ","),
                "compiled" if switch["gevent_tracer_compiled"] else "NOT compiled"),
             ["trace function", "ns per switch", "added ns", "ratio to the floor",
@@ -200,16 +202,18 @@ def detail_tables(results: Dict[str, Any]) -> List[Tuple[str, List[str], List[Li
                              _ms(s["max"]) if data["latencies"] else "none",
                              _counts_text(data["counts"])])
         tables.append((
-            "Detection (threshold %g s; latency from the start of the blocking call to the "
-            "EventLoopBlocked event; p95 is the nearest rank)" % (latency["threshold"],),
+            "Detection",
+            "Threshold %g s; the latency runs from the start of the blocking call to the "
+            "EventLoopBlocked event; p95 is the nearest rank." % (latency["threshold"],),
             ["monitor", "block", "trials", "min", "median", "p95", "max", "reports per block"],
             rows))
     http = results.get("throughput")
     if http:
         tables.append((
-            "gevent.pywsgi throughput (%d rounds of %g s per server, %d sets of fresh servers, "
-            "%d keep-alive connections; medians; the ratios to no monitor are the medians of "
-            "the per-round ratios, with their 95%% confidence interval)"
+            "Throughput of gevent.pywsgi",
+            "%d rounds of %g s per server, %d sets of fresh servers, %d keep-alive "
+            "connections; medians; the ratios to no monitor are the medians of the per-round "
+            "ratios, with their 95%% confidence interval."
             % (http["rounds"], http["seconds"], http["generations"], http["connections"]),
             ["server", "monitor", "requests/s", "ratio", "server CPU us/request", "ratio"],
             [[v, d["monitor"], "%.0f" % d["rps_median"],
@@ -221,16 +225,16 @@ def detail_tables(results: Dict[str, Any]) -> List[Tuple[str, List[str], List[Li
     if idle:
         rows = []
         for v, d in idle["variants"].items():
-            rows.append([v, str(d["monitor"]),
+            rows.append([v, d["monitor"] or "none",
                          "n/a" if d["thread_cpu_ns"] is None else "%.2f" % (d["thread_cpu_ns"] / 1e6),
                          "n/a" if d["thread_percent"] is None else "%.3f%%" % d["thread_percent"],
-                         "%.3f%%" % d["process_percent"],
-                         "" if d["sampler_period"] is None else "%g ms" % (d["sampler_period"] * 1000)])
+                         "%.3f%%" % d["process_percent"]])
         tables.append((
-            "Idle hub (gevent.sleep for %g s; the three processes side by side; CPU time from "
-            "/proc/self/task/<tid>/schedstat)" % (idle["seconds"],),
-            ["monitor", "class", "monitor thread CPU ms", "% of one core", "whole process",
-             "sampling period"], rows))
+            "Idle hub",
+            "gevent.sleep for %g s; the three processes side by side; CPU time from "
+            "/proc/self/task/<tid>/schedstat." % (idle["seconds"],),
+            ["monitor", "class", "monitor thread CPU ms", "% of one core",
+             "whole process, % of one core"], rows))
     report = results.get("report")
     if report:
         names = [
@@ -242,13 +246,15 @@ def detail_tables(results: Dict[str, Any]) -> List[Tuple[str, List[str], List[Li
             ("gevent_monitor_report", "gevent: the report its monitor builds (no greenlet stacks)"),
         ]
         tables.append((
-            "Reports with %s sleeping greenlets (%d live in all; medians of %d; the GIL is held "
-            "throughout; CPU time of the building thread, and wall time)"
+            "Report cost",
+            "%s sleeping greenlets (%d live in all); medians of %d; the GIL is held "
+            "throughout; CPU time of the building thread, and wall time."
             % (format(report["sleepers"], ","), report["greenlets"],
                len(report["times"]["hubmon_default"])),
             ["report", "CPU time", "wall time", "lines"],
             [[label, _ms(report["median"][key]), _ms(report["median_wall"][key]),
-              format(report["lines"][key], ",")]
+              "-" if key in ("hubmon_event", "hubmon_find_greenlet")
+              else format(report["lines"][key], ",")]
              for key, label in names]))
     return tables
 
@@ -258,6 +264,7 @@ def _machine_lines(results: Dict[str, Any]) -> List[str]:
     return ["CPU: %s, %s cores" % (m["cpu"], m["cores"]),
             "OS: %s" % (m["os"],),
             "%s, gevent %s, greenlet %s" % (m["python"], m["gevent"], m["greenlet"]),
+            "hubmon: commit %s" % (m.get("hubmon", "unknown"),),
             "Load average at the start: %s; run of %s, %s, %.0f s"
             % (m["load"], m["date"], results["profile"], results["seconds"])]
 
@@ -268,8 +275,8 @@ def markdown(results: Dict[str, Any], goals: List[Dict[str, Any]]) -> str:
     out.append(_md_table(["what", "goal", "hubmon", "gevent's monitor", "result"],
                          [[g["what"], g["goal"], g["hubmon"], g["gevent"], _verdict(g)]
                           for g in goals]))
-    for title, header, rows in detail_tables(results):
-        out += ["### " + title, "", _md_table(header, rows)]
+    for title, description, header, rows in detail_tables(results):
+        out += ["### " + title, "", description, "", _md_table(header, rows)]
     out += ["### Machine", ""] + ["- " + line for line in _machine_lines(results)] + [""]
     if results["profile"] == "quick":
         out += ["(A quick run: small counts, to check that the benchmarks work. "
@@ -288,7 +295,7 @@ def _rst_table(header: List[str], rows: List[List[str]], widths: Optional[str] =
         first = True
         for cell in row:
             text = cell.replace("**", "")
-            out.append(("   * - " if first else "     - ") + (text or "\\"))
+            out.append((("   * - " if first else "     - ") + text).rstrip())
             first = False
     out.append("")
     return out
@@ -318,7 +325,9 @@ How it is measured
 Every measurement runs in child processes, so that no variant sees another's
 state (``import hubmon`` replaces gevent's monitor thread). Ratios are taken
 side by side in one run, alternating the variants, because the machine may be
-shared and noisy.
+shared and noisy: the one above was shared with other jobs (see its load
+average), which is why the throughput ratios come with a confidence interval
+and why costs of pure computation are timed with the thread's CPU clock.
 
 Cost per switch
     Two greenlets switch back and forth, one of them playing the hub, with
@@ -342,16 +351,20 @@ Detection
     with ``time.perf_counter`` in the subscriber: the latency runs from the
     start of the blocking call to the event, so it includes building the
     report. A block owns the events until the next block starts. The same
-    program with blocks of 0.09 s checks that no block shorter than the
-    threshold is reported.
+    program with blocks of 0.09 s counts the reports of blocks shorter than
+    the threshold (not a goal: hubmon judges a block by the upper bound of
+    its duration, so that no longer block is missed).
 
 Throughput
     Three ``gevent.pywsgi`` servers (no monitor, hubmon, gevent's monitor;
     access log off, ``TCP_NODELAY``) run at once; a gevent client in another
-    process drives one at a time with keep-alive connections, in a shuffled
-    order every round. The server's CPU time per request (all its threads) is
-    given as well: it does not depend on how much of a core a noisy machine
-    leaves to the server.
+    process drives one at a time with keep-alive connections, for short
+    windows in a shuffled order every round, so that neighbouring windows
+    share the noise of the machine. The servers are started afresh several
+    times, since the memory layout of a process alone moves its speed by a
+    few per cent. The server's CPU time per request (all its threads,
+    monitor included) is given as well: it does not depend on how much of a
+    core a noisy machine leaves to the server.
 
 Idle cost
     Three processes (no monitor, hubmon, gevent's monitor) side by side let
@@ -362,7 +375,12 @@ Idle cost
 
 Report cost
     Sleeping gevent greenlets, and one more that blocks the hub; a separate
-    thread builds the reports meanwhile, as a monitor's thread does.
+    thread builds the reports meanwhile, as a monitor's thread does, each
+    after a full garbage collection. hubmon's figure for the goal is
+    everything its monitor does holding the GIL when a hub is blocked
+    (``Monitor._on_blocked`` with printing off: find the blocked greenlet
+    from its address, build the report, fire the event), in CPU time of the
+    building thread; wall time is given beside it.
 
 """
 
@@ -389,8 +407,8 @@ def rst(results: Dict[str, Any], goals: List[Dict[str, Any]], plot_path: Optiona
                 ".. image:: %s" % (rel.replace(os.sep, "/"),),
                 "   :alt: detection latency of hubmon and gevent's monitor", ""]
     out += ["Details", "-------", ""]
-    for title, header, rows in detail_tables(results):
-        out += [title, ""]
+    for title, description, header, rows in detail_tables(results):
+        out += [title, "~" * len(title), "", description, ""]
         out += _rst_table(header, rows)
     out.append(RST_METHOD)
     out += ["How to reproduce", "----------------", "",
@@ -432,6 +450,9 @@ def plot_latency(results: Dict[str, Any], path: str) -> Optional[str]:
                   % (labels[variant], len(values)))
         left.plot(values, ys, "o", color=colors[variant], markersize=3)
     left.axvline(threshold * 1000, color="gray", linestyle=":", label="threshold T")
+    shortest = min([x * 1000 for v in ("hubmon", "gevent")
+                    for x in latency["long"][v]["latencies"]] + [threshold * 1000])
+    left.set_xlim(left=shortest - 5)
     left.axvline((threshold + GOAL_LATENCY_MARGIN) * 1000, color="black", linestyle="--",
                  label="goal for p95: T + %d ms" % (GOAL_LATENCY_MARGIN * 1000,))
     left.set_xlabel("detection latency (ms), from the start of the blocking call to the event")

@@ -1,6 +1,7 @@
 """hubmon's benchmarks, beside gevent's own monitor: the one entry point.
 
     python benchmarks/run.py [--quick | --full] [--plot PNG] [--rst RST] [--json JSON]
+    python benchmarks/run.py --from-json JSON [--plot PNG] [--rst RST]
 
 Every section runs in child processes (``benchmarks/bench_*.py``) so that no
 variant sees another's state, and prints its figures; at the end comes a
@@ -10,7 +11,8 @@ minutes; for the smoke test, not for conclusions); ``--full`` (the default)
 the counts of the goals. ``--plot`` writes the detection latency plot (needs
 matplotlib; skipped with a note without it), ``--rst`` the documentation page
 ``docs/performance.rst`` built from this run's numbers, ``--json`` the raw
-results.
+results; ``--from-json`` writes the outputs again from saved raw results,
+measuring nothing.
 
 Ratios are measured side by side in one run, alternating the variants, as the
 machine may be shared and noisy.
@@ -226,7 +228,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--json", metavar="JSON", help="write the raw results")
     parser.add_argument("--only", metavar="SECTIONS",
                         help="comma-separated subset of: " + ",".join(SECTIONS))
+    parser.add_argument("--from-json", metavar="JSON",
+                        help="measure nothing: write the outputs of a run saved with --json")
     args = parser.parse_args(argv)
+    if args.from_json:
+        with open(args.from_json) as f:
+            results = json.load(f)["results"]
+        return _write_outputs(results, args)
 
     profile = "quick" if args.quick else "full"
     sections = SECTIONS if not args.only else tuple(s.strip() for s in args.only.split(","))
@@ -240,7 +248,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         if section in sections:
             results[section] = RUNNERS[section](PROFILES[profile])
     results["seconds"] = time.perf_counter() - started
+    return _write_outputs(results, args)
 
+
+def _write_outputs(results: Dict[str, Any], args: argparse.Namespace) -> int:
+    """Print the tables; write the plot, the page and the raw results asked for."""
     goals = output.evaluate(results)
     text = output.markdown(results, goals)
     sys.stdout.write(text)
@@ -264,7 +276,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         with open(args.json, "w") as f:
             json.dump({"results": results, "goals": goals}, f, indent=1)
         log("wrote %s" % (args.json,))
-    log("done in %.0f s" % (results["seconds"],))
+    log("the run took %.0f s" % (results["seconds"],))
     return 0
 
 
