@@ -18,7 +18,11 @@ def _original(module_name: str, item_name: str) -> Any:
             return monkey.get_original(module_name, item_name)
         except Exception:  # gevent not fully imported yet: fall through
             pass
-    module = __import__(module_name)
+    # Already imported (both modules are imported at start-up): a lookup,
+    # which works even while the interpreter shuts down.
+    module = sys.modules.get(module_name)
+    if module is None:
+        module = __import__(module_name)
     return getattr(module, item_name)
 
 

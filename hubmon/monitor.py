@@ -146,6 +146,11 @@ class Monitor:
         self.stop()
 
     def _on_hub_collected(self, _ref: Any) -> None:
+        if sys.meta_path is None:
+            # The interpreter is shutting down: the native thread is joined
+            # already and there is nothing left to restore.
+            self._running = False
+            return
         self.stop()
 
     def _on_fork(self) -> None:

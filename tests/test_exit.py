@@ -62,7 +62,8 @@ def test_exit_scenario_many_times(name):
     with ThreadPoolExecutor(max_workers=4) as pool:
         results = list(pool.map(one_run, [code] * RUNS))
     failures = [(code_, err) for code_, err in results
-                if code_ != expected or "Fatal Python error" in err or "Segmentation" in err]
+                if code_ != expected or "Fatal Python error" in err or "Segmentation" in err
+                or "Exception ignored" in err]
     assert not failures, "%d of %d runs failed; first: %r" % (len(failures), RUNS, failures[0])
     # The monitor really ran: the blocking report was printed.
     reported = sum("appears to be blocked" in err for _, err in results)

@@ -1,6 +1,13 @@
 """No leaks: per switch, per greenlet, per monitor."""
 from __future__ import annotations
 
+import os
+
+# AddressSanitizer keeps freed memory in quarantine, so the resident set
+# says nothing about leaks in the sanitizer run (.ci/sanitize); there the
+# tracemalloc, gc and refcount checks remain.
+SANITIZED = bool(os.environ.get("HUBMON_SANITIZED"))
+
 
 def test_a_million_switches_grow_memory_by_under_one_megabyte(python):
     proc = python("""
@@ -32,7 +39,7 @@ print('objects', len(gc.get_objects()) - objects)
     assert proc.returncode == 0, proc.stderr
     values = dict(line.rsplit(" ", 1) for line in proc.stdout.splitlines())
     assert values["switches"] == "True"
-    assert int(values["rss grown"]) < 1_000_000
+    assert SANITIZED or int(values["rss grown"]) < 1_000_000
     assert int(values["traced"]) < 100_000
     assert int(values["objects"]) < 50
 
@@ -82,7 +89,7 @@ print('handlers', len(hubmon.monitor._handlers))
 """, timeout=180)
     assert proc.returncode == 0, proc.stderr
     values = dict(line.rsplit(" ", 1) for line in proc.stdout.splitlines())
-    assert int(values["rss grown"]) < 1_000_000
+    assert SANITIZED or int(values["rss grown"]) < 1_000_000
     assert int(values["traced"]) < 100_000
     assert int(values["objects"]) < 50
     assert values["monitors"] == "0" and values["handlers"] == "0"
