@@ -72,7 +72,7 @@ def main() -> None:
             tracer.kill()
 
             variants = {
-                "hubmon_event": lambda: monitor._on_blocked(0.5, id(blocked), 0.0) or [],
+                "hubmon_event": lambda: monitor._on_blocked(0.5, id(blocked), 0.0, -1) and [],
                 "hubmon_default": lambda: hubmon.report.format_blocked_report(
                     greenlet=blocked, thread_ident=hub_ident, duration=0.5, threshold=0.1,
                     hub=hub, max_greenlets=limit, exclude_thread_ids=(me,),

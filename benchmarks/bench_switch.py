@@ -25,6 +25,15 @@ import common
 THRESHOLD = 0.1
 
 
+def _counting_tracer(hub, current):
+    """hubmon's thread tracer counting into one record (not sampled): the hot path alone."""
+    from hubmon import _core
+    tracer = _core.ThreadTracer()
+    record = _core.Record(hub, current, THRESHOLD, mode="hub")
+    tracer.add(record)          # the tracer keeps the record's C part alive
+    return tracer
+
+
 def _python_trace(event, args):
     """The trivial Python trace function."""
 
@@ -76,7 +85,7 @@ def main() -> None:
     variants = {
         "no trace function": settrace_variant(None),
         "do-nothing C trace function (floor)": settrace_variant(_core.NoopTracer()),
-        "hubmon Tracer": settrace_variant(_core.Tracer(hub, main_greenlet, THRESHOLD, mode="hub")),
+        "hubmon Tracer": settrace_variant(_counting_tracer(hub, main_greenlet)),
         "hubmon.start() (tracer + native thread)": product_path,
         "trivial Python trace function": settrace_variant(_python_trace),
         "gevent GreenletTracer": settrace_variant(_constructed(gevent_tracer.GreenletTracer)),

@@ -56,7 +56,14 @@ def _start_for_hub(hub: Any) -> Any:
 
 
 def _start_periodic_monitoring_thread(self: Any) -> Any:
-    """hubmon's replacement of ``Hub.start_periodic_monitoring_thread``."""
+    """hubmon's replacement of ``Hub.start_periodic_monitoring_thread``.
+
+    A hub that user code made in one of hubmon's own threads (a subscriber
+    calling ``gevent.get_hub()``, say) is never monitored.
+    """
+    from ._threads import is_own_thread
+    if is_own_thread():
+        return self.periodic_monitoring_thread
     if self.periodic_monitoring_thread is None and monitoring_enabled():
         from gevent.events import PeriodicMonitorThreadStartedEvent, notify_and_call_entry_points
         self.periodic_monitoring_thread = _start_for_hub(self)

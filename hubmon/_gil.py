@@ -6,14 +6,28 @@ after, a timer sends the hub's thread the signal on which :mod:`faulthandler`
 is registered here, and faulthandler writes every thread's Python stack
 while the call still runs. hubmon's own signal handler writes a header
 first. Linux only; turned off by ``HUBMON_GIL_SIGNAL=0``.
+
+What hubmon touches is its own: the dump goes to a duplicate of the first
+monitor's stream's file descriptor, owned by hubmon and closed when the last
+monitor using the dump stops; the signal is one without a standard meaning
+(SIGUSR1, SIGUSR2, a real-time signal) that no handler of the program's
+holds. ``'auto'`` picks the first real-time signal from SIGRTMIN + 6 on that
+nobody handles.
 """
 from __future__ import annotations
 
 import faulthandler
 import sys
-from typing import Any, Optional, Tuple
+from typing import Any, Union
 
-_registered: Optional[Tuple[int, int]] = None   # (signal, fd)
+from . import _core
+from .config import ConfigError
+
+__all__ = ["choose_signal", "acquire", "release"]
+
+_users = 0          # monitors using the dump now
+_signal = 0         # the signal hubmon's handler is installed on (for good), or 0
+_AUTO_FIRST_OFFSET = 6
 
 
 def _fileno(stream: Any) -> int:
@@ -27,25 +41,74 @@ def _fileno(stream: Any) -> int:
     return -1
 
 
-def setup(signum: int, stream: Any) -> Tuple[int, int]:
-    """Register faulthandler on ``signum`` writing to ``stream``'s file.
+def choose_signal(value: Union[int, str], label: str) -> int:
+    """Resolve the ``gil_signal`` setting for a monitor that starts now.
 
-    Returns ``(fd, signum)`` for the tracer, or ``(-1, 0)`` when the dump is
-    off or cannot work here. The first monitor's stream wins: faulthandler
-    keeps one file per signal.
+    ``value`` is what :data:`hubmon.config` gives (a number, 0, or
+    ``'auto'``), ``label`` the name to put in an error. Returns the signal to
+    use, or 0 for no dump (off, not Linux, or no free real-time signal for
+    'auto'). Raises :class:`~hubmon.ConfigError` when an explicit signal is
+    already handled by the program.
     """
-    global _registered
+    if not value or not sys.platform.startswith("linux"):
+        return 0
+    if _signal and (value == "auto" or value == _signal):
+        return _signal
+    import signal
+
+    if value == "auto":
+        rtmin, rtmax = getattr(signal, "SIGRTMIN", None), getattr(signal, "SIGRTMAX", None)
+        if rtmin is None or rtmax is None:
+            return 0
+        for number in range(int(rtmin) + _AUTO_FIRST_OFFSET, int(rtmax) + 1):
+            if _core.signal_disposition(number) == "default":
+                return number
+        return 0
+    number = int(value)
+    disposition = _core.signal_disposition(number)
+    if disposition not in ("default", "hubmon"):
+        raise ConfigError(
+            f"{label}={value!r} is invalid: the program already handles signal {number} "
+            f"({signal.Signals(number).name if number in signal.Signals._value2member_map_ else number}"
+            f", its disposition is {disposition!r}); choose a signal nobody handles, 'auto' or 'off'")
+    return number
+
+
+def acquire(signum: int, stream: Any) -> bool:
+    """Use the dump for one more monitor, writing to ``stream``'s file the first time.
+
+    Returns whether the dump is on for it. The first monitor's stream wins
+    (faulthandler keeps one file per signal); a later monitor that asks for
+    another signal than the one in use gets no dump.
+    """
+    global _users, _signal
     if not signum or not sys.platform.startswith("linux"):
-        return (-1, 0)
-    if _registered is not None:
-        if _registered[0] == signum:
-            return (_registered[1], signum)
-        return (-1, 0)
-    fd = _fileno(stream)
-    if fd < 0:
-        return (-1, 0)
-    from . import _core
-    faulthandler.register(signum, file=fd, all_threads=True, chain=False)
-    _core.install_gil_handler(signum)
-    _registered = (signum, fd)
-    return (fd, signum)
+        return False
+    if _users == 0:
+        if _signal and signum != _signal:
+            return False    # hubmon's handler stays where it was installed
+        fd = _fileno(stream)
+        if fd < 0:
+            return False
+        own_fd = _core.gil_dump_enable(fd)
+        try:
+            faulthandler.register(signum, file=own_fd, all_threads=True, chain=False)
+            _core.install_gil_handler(signum)
+        except BaseException:
+            _core.gil_dump_disable()
+            raise
+        _signal = signum
+    elif signum != _signal:
+        return False
+    _users += 1
+    return True
+
+
+def release() -> None:
+    """One monitor fewer uses the dump; the last one turns it off and closes hubmon's descriptor."""
+    global _users
+    if _users <= 0:
+        return
+    _users -= 1
+    if _users == 0:
+        _core.gil_dump_disable()

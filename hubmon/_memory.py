@@ -78,10 +78,12 @@ class _MemoryWatch:
             return False
         info = process.memory_full_info()
         usage = getattr(info, "uss", 0) or info.rss
+        # The state changes before the events fire, so that nothing a
+        # subscriber does (it may raise anything) repeats or loses an event.
         if usage > limit:
             if usage > self._last_event_usage:
-                notify(MemoryUsageThresholdExceeded(usage, limit, info))
                 self._last_event_usage = usage
+                notify(MemoryUsageThresholdExceeded(usage, limit, info))
             return True
         if self._last_event_usage:
             peak, self._last_event_usage = self._last_event_usage, 0

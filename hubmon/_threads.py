@@ -1,13 +1,15 @@
-"""The real threading primitives, even when gevent has monkey-patched them.
+"""The real threading primitives, even when gevent has monkey-patched them,
+and the registry of hubmon's own threads.
 
-hubmon's Python code also runs in its native thread, which has no gevent
-hub and must never get one: gevent's patched ``get_ident`` answers with a
-greenlet's id and its patched locks switch to the hub.
+hubmon's Python code also runs in its own threads (the native thread, and the
+delivery threads of :mod:`hubmon._delivery`), which have no gevent hub that
+hubmon monitors: gevent's patched ``get_ident`` answers with a greenlet's id
+and its patched locks switch to the hub, so hubmon uses the originals.
 """
 from __future__ import annotations
 
 import sys
-from typing import Any, Callable
+from typing import Any, Callable, Set
 
 
 def _original(module_name: str, item_name: str) -> Any:
@@ -37,6 +39,47 @@ def real_lock() -> Any:
     return _original("_thread", "allocate_lock")()
 
 
+def real_local() -> Any:
+    """A new thread-local object of the OS thread kind (never gevent's greenlet-local)."""
+    return _original("_thread", "_local")()
+
+
 def real_sleep(seconds: float) -> None:
     """Sleep the OS thread, even where ``time.sleep`` is patched."""
     _original("time", "sleep")(seconds)
+
+
+#: Identifiers of the threads that run hubmon's own code (the native thread,
+#: once it has run Python, and the delivery threads).
+_own_threads: Set[int] = set()
+
+
+def mark_own_thread() -> None:
+    """Record the calling thread as one of hubmon's own."""
+    _own_threads.add(real_get_ident())
+
+
+def own_thread_idents() -> Set[int]:
+    """The identifiers of hubmon's own threads (a copy)."""
+    return set(_own_threads)
+
+
+def is_own_thread(ident: int = 0) -> bool:
+    """Whether thread ``ident`` (default: the calling thread) is one of hubmon's own."""
+    return (ident or real_get_ident()) in _own_threads
+
+
+def forget_own_threads() -> None:
+    """In a forked child: the threads recorded in the parent do not exist."""
+    _own_threads.clear()
+
+
+def start_thread(function: Callable[[], None]) -> int:
+    """Start ``function`` in a new OS thread (never a greenlet); return its identifier.
+
+    The thread is unknown to :mod:`threading`, so the interpreter does not
+    wait for it at exit: hubmon's exit hook bounds how long it waits.
+    """
+    start_new_thread = _original("_thread", "start_new_thread")
+    return start_new_thread(function, ())
+

@@ -2,9 +2,9 @@
 
 ``assert_switches`` means what gevent's ``gevent.util.assert_switches``
 means, so tests can move over unchanged, but it measures with hubmon's C
-tracer and native thread: each scope installs its own ``_core.Tracer``
-(chained to whatever trace function is in force: a running Monitor's, an
-outer scope's, the program's), and the native thread measures the longest
+tracer and native thread: each scope adds its records to its thread's one
+hubmon trace function (:mod:`hubmon._tracing`; nesting and stopping scopes
+never lengthens the thread's chain), and the native thread measures the longest
 stretch without progress. When that stretch outgrows the limit, the native
 thread builds the report while the body is still blocked, so the report
 shows the stack that blocked, not the stack of the ``with`` statement's end.
@@ -21,10 +21,10 @@ from typing import Any, Callable, Dict, List, Optional, Tuple, TypeVar
 
 import greenlet
 
-from . import _core
-from ._threads import real_get_ident, real_sleep
+from . import _core, _dispatch, _tracing
+from ._threads import own_thread_idents, real_get_ident, real_sleep
 from .config import config
-from .monitor import _find_greenlet, _handlers
+from .monitor import _find_greenlet
 from .report import format_blocked_report, format_run_info
 
 __all__ = ["FailedToSwitch", "assert_switches"]
@@ -33,12 +33,6 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 
 # The threshold given to a tracer that only counts (it is never sampled).
 _COUNT_ONLY = 1.0
-
-# Tracers of scopes that ended while a later trace function was installed on
-# top of them, by thread: they stay in the chain as pure forwarders until
-# they are on top again, and are then taken out (see _uninstall).
-_stranded: Dict[int, List[Any]] = {}
-
 
 class FailedToSwitch(AssertionError):
     """The body of an :func:`assert_switches` scope did not switch as required.
@@ -103,29 +97,6 @@ def _resolve_hub(hub: Any, hub_only: bool) -> Any:
     return hub
 
 
-def _uninstall(tracer: Any) -> None:
-    """Take ``tracer`` out of this thread's chain of trace functions.
-
-    If a later trace function is on top of it, it stays as a forwarder and
-    is remembered; whenever a scope's tracer leaves the top, the remembered
-    forwarders that come to the top are taken out too, so scopes that end
-    out of order (in different greenlets) leave nothing behind.
-    """
-    ident = real_get_ident()
-    if not tracer.uninstall():
-        _stranded.setdefault(ident, []).append(tracer)
-        return
-    waiting = _stranded.get(ident)
-    while waiting:
-        top = greenlet.gettrace()
-        match = [i for i, t in enumerate(waiting) if t is top]
-        if not match:
-            break
-        waiting.pop(match[0]).uninstall()
-    if not waiting:
-        _stranded.pop(ident, None)
-
-
 class assert_switches:  # noqa: N801 - gevent's name, used as a context manager
     """Assert that a block of code switches greenlets; a context manager and a decorator.
 
@@ -169,7 +140,7 @@ class assert_switches:  # noqa: N801 - gevent's name, used as a context manager
         #: measured by the native thread (None without *max_blocking_time*).
         self.longest_gap: Optional[float] = None
         self._active = False
-        self._tracers: List[Any] = []
+        self._records: List[Any] = []
         self._judged: List[Any] = []
         self._hub: Any = None
         self._entered = 0.0
@@ -238,19 +209,19 @@ class assert_switches:  # noqa: N801 - gevent's name, used as a context manager
         self._accepted = None
         self._hub = hub
         self._thread_ident = real_get_ident()
-        self._tracers = []
+        self._records = []
         self._judged = []
         try:
             for mode, threshold, report, judged in specs:
-                tracer = _core.Tracer(hub, current, threshold, mode=mode, report=report)
-                tracer.install()
-                self._tracers.append(tracer)
+                record = _core.Record(hub, current, threshold, mode=mode, report=report)
+                _tracing.attach(record, self)
+                self._records.append(record)
                 if judged:
-                    self._judged.append(tracer)
+                    self._judged.append(record)
                 if limit is not None:
                     if report:
-                        _handlers[tracer.record_id] = self
-                    tracer.start()
+                        _dispatch.register(record.id, self)
+                    record.start()
         except BaseException:
             self._teardown()
             raise
@@ -265,7 +236,7 @@ class assert_switches:  # noqa: N801 - gevent's name, used as a context manager
             raise RuntimeError("%r was not entered" % (self,))
         limit = self.max_blocking_time
         try:
-            counts = self._tracers[0].stats()
+            counts = self._records[0].stats()
             if limit is not None:
                 gaps = [t.stats(finish=True)["longest_gap"] for t in self._judged]
                 self.longest_gap = min(gaps)
@@ -295,7 +266,7 @@ class assert_switches:  # noqa: N801 - gevent's name, used as a context manager
         ``patience`` seconds at most; reports of later blocks (this wait's
         own) are refused.
         """
-        reporters = [t for t in self._tracers if t.record_id in _handlers]
+        reporters = [r for r in self._records if _dispatch.handler_of(r.id) is self]
         if not reporters:
             return
         self._accepted = reporters[0].stats()["blocks"]
@@ -304,16 +275,21 @@ class assert_switches:  # noqa: N801 - gevent's name, used as a context manager
             real_sleep(0.005)
 
     def _teardown(self) -> None:
-        """Remove this scope's tracers, newest first. Needs the scope's thread."""
+        """Remove this scope's records, newest first; callable from any thread."""
         self._active = False
-        tracers, self._tracers = self._tracers, []
+        records, self._records = self._records, []
         self._judged = []
-        for tracer in reversed(tracers):
-            record_id = tracer.record_id
-            if record_id is not None:
-                _handlers.pop(record_id, None)
-            _uninstall(tracer)
+        for record in reversed(records):
+            _dispatch.unregister(record.id)
+            record.stop()
+            _tracing.detach(record, self._thread_ident)
         self._hub = None
+
+    def _thread_ended(self) -> None:
+        """The scope's thread ended inside the scope: stop sampling its records."""
+        for record in self._records:
+            _dispatch.unregister(record.id)
+            record.stop()
 
     # -- the failure ----------------------------------------------------------------
 
@@ -359,23 +335,24 @@ class assert_switches:  # noqa: N801 - gevent's name, used as a context manager
 
     # -- the native thread's events (called holding the GIL, never raising) ------------
 
-    def _on_blocked(self, duration: float, current: int, gil_wait: float) -> None:
+    def _on_blocked(self, duration: float, current: int, gil_wait: float, switches: int) -> bool:
         try:
             if self._accepted is not None and self._delivered >= self._accepted:
-                return  # a block of the wait in _await_reports
+                return True  # a block of the wait in _await_reports
             if self._hub is not None and current == id(self._hub):
-                return  # the hub waiting in its loop: not a block
+                return True  # the hub waiting in its loop: not a block
             culprit = _find_greenlet(current)
             info = format_blocked_report(
                 greenlet=culprit, thread_ident=self._thread_ident,
                 duration=duration + gil_wait, threshold=self.max_blocking_time or 0.0,
                 hub=self._hub, max_greenlets=config.report_greenlet_limit or None,
-                exclude_thread_ids=(real_get_ident(),), monitor_repr=repr(self))
+                exclude_thread_ids=own_thread_idents(), monitor_repr=repr(self))
             if gil_wait > 0.05:
                 info.insert(2, "    The GIL was held for %.3f seconds before this report could "
                                "be built (a C call that does not release it?): the stacks "
                                "below are from after that call." % (gil_wait,))
             self._pending = (_core.monotonic() - duration - gil_wait, info)
+            return True
         finally:
             # Counted once the report is in place: the body's thread may run
             # while it is built, and _await_reports waits for this count.
@@ -386,12 +363,12 @@ class assert_switches:  # noqa: N801 - gevent's name, used as a context manager
         if pending is not None and (self._best is None or duration > self._best[0]):
             self._best = (duration, pending[1])
 
-    def _run_monitoring_functions(self) -> float:
-        return 0.0
+    def _on_call(self) -> None:
+        """A scope has no monitoring functions."""
 
 
 def _safe_repr(obj: Any) -> str:
     try:
         return repr(obj)
-    except Exception:
+    except BaseException:
         return "<%s at 0x%x>" % (type(obj).__name__, id(obj))

@@ -27,8 +27,6 @@ _MAX_SECONDS = 86400.0
 #: The largest accepted integer setting: it must fit a signed 64-bit C integer.
 _MAX_INT = 2**63 - 1
 _BYTE_SUFFIXES = {"kb": 1024, "mb": 1024**2, "gb": 1024**3}
-#: Signals hubmon must never claim: they cannot be caught or mean a crash.
-_FORBIDDEN_SIGNALS = ("SIGKILL", "SIGSTOP", "SIGSEGV", "SIGFPE", "SIGABRT", "SIGBUS", "SIGILL")
 
 
 class ConfigError(ValueError):
@@ -205,41 +203,47 @@ class _Count:
 
 
 class _Signal:
-    """A signal number to claim, ``'auto'`` for SIGRTMIN + 6, or ``'off'``/0 for none."""
+    """A signal number to claim, ``'auto'`` (resolved when a monitor starts), or ``'off'``/0 for none.
 
-    type = "int (signal number): 'auto', 'off' or 0, or a signal number"
+    Only signals without a standard meaning may be claimed: SIGUSR1, SIGUSR2
+    and the real-time signals SIGRTMIN to SIGRTMAX.
+    """
+
+    type = "int (signal number) or 'auto': 'auto', 'off' or 0, SIGUSR1, SIGUSR2 or a real-time signal"
 
     @staticmethod
-    def auto() -> int:
-        """Return the signal 'auto' stands for: SIGRTMIN + 6, or 0 without real-time signals."""
+    def claimable() -> list[int]:
+        """Return the signal numbers hubmon may claim: SIGUSR1, SIGUSR2, SIGRTMIN..SIGRTMAX."""
         import signal
 
-        rtmin = getattr(signal, "SIGRTMIN", None)
-        if rtmin is None or rtmin + 6 > getattr(signal, "SIGRTMAX", 0):
-            return 0
-        return int(rtmin + 6)
+        numbers = [int(getattr(signal, name)) for name in ("SIGUSR1", "SIGUSR2") if hasattr(signal, name)]
+        rtmin, rtmax = getattr(signal, "SIGRTMIN", None), getattr(signal, "SIGRTMAX", None)
+        if rtmin is not None and rtmax is not None:
+            numbers += range(int(rtmin), int(rtmax) + 1)
+        valid = signal.valid_signals()
+        return [number for number in numbers if number in valid]
 
     def _expected(self) -> str:
         import signal
 
-        return ("'auto', 'off' or 0, or a signal number from 1 to "
-                f"{signal.NSIG - 1} other than {', '.join(_FORBIDDEN_SIGNALS)}")
+        rt = ""
+        if hasattr(signal, "SIGRTMIN"):
+            rt = f", or a real-time signal from {int(signal.SIGRTMIN)} (SIGRTMIN) to {int(signal.SIGRTMAX)} (SIGRTMAX)"
+        usr = f"{int(signal.SIGUSR1)} (SIGUSR1), {int(signal.SIGUSR2)} (SIGUSR2)" if hasattr(signal, "SIGUSR1") else ""
+        return (f"'auto', 'off' or 0, or a signal without a standard meaning: {usr}{rt}; "
+                "signals such as SIGINT, SIGTERM, SIGHUP, SIGCHLD, SIGPIPE or SIGALRM belong to the program")
 
     def _check(self, number: int | None, label: str, raw: object) -> int:
-        import signal
-
         if number == 0:
             return 0
-        forbidden = {getattr(signal, name, None) for name in _FORBIDDEN_SIGNALS}
-        if (number is not None and 1 <= number < signal.NSIG
-                and number in signal.valid_signals() and number not in forbidden):
+        if number is not None and number in self.claimable():
             return number
         raise _invalid(label, raw, self._expected())
 
-    def from_env(self, text: str, label: str) -> int:
+    def from_env(self, text: str, label: str) -> int | str:
         word = text.strip().lower()
         if word == "auto":
-            return self.auto()
+            return "auto"
         if word == "off":
             return 0
         try:
@@ -248,7 +252,7 @@ class _Signal:
             raise _invalid(label, text, self._expected()) from None
         return self._check(number, label, text)
 
-    def from_code(self, value: object, label: str) -> int:
+    def from_code(self, value: object, label: str) -> int | str:
         if isinstance(value, str):
             return self.from_env(value, label)
         return self._check(_as_int(value), label, value)
@@ -330,11 +334,14 @@ class Config:
     report_greenlet_limit: int = _setting("HUBMON_REPORT_GREENLETS", _Count(), 50, """
         How many greenlets the default blocked report shows in full before
         summarising the rest by count; 0 shows every greenlet.""")
-    gil_signal: int = _setting("HUBMON_GIL_SIGNAL", _Signal(), "auto", """
+    gil_signal: int | str = _setting("HUBMON_GIL_SIGNAL", _Signal(), "auto", """
         The signal on which faulthandler writes the Python stacks while a C
-        call that holds the GIL blocks a hub (Linux); reading it gives the
-        resolved number. 'auto' means SIGRTMIN + 6 where real-time signals
-        exist, else 0; 'off' or 0 disables the dump.""")
+        call that holds the GIL blocks a hub (Linux). 'auto' (the value read
+        back) lets each monitor pick, when it starts, the first real-time
+        signal from SIGRTMIN + 6 on that nobody handles; a number must be
+        SIGUSR1, SIGUSR2 or a real-time signal, and one the program already
+        handles is refused when a monitor starts; 'off' or 0 disables the
+        dump.""")
 
     def __init__(self) -> None:
         """Create a Config with nothing read or assigned yet."""
@@ -376,6 +383,15 @@ class Config:
         Raises AttributeError for an unknown name.
         """
         return name in self._assigned or self._setting(name).env in os.environ
+
+    def label(self, name: str) -> str:
+        """Return how to name setting *name* in an error: its environment variable when
+        the value comes from there, else the setting's name. Raises AttributeError for an
+        unknown name."""
+        setting = self._setting(name)
+        if name not in self._assigned and setting.env in os.environ:
+            return setting.env
+        return name
 
     def settings(self) -> dict[str, object]:
         """Return every setting's current value, by name (ConfigError if one is invalid)."""

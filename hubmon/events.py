@@ -3,13 +3,15 @@
 Every event goes to the callables in :data:`subscribers`. When the program
 has imported gevent, the blocked and memory events are also sent through
 ``gevent.events.notify`` as gevent's own classes, so zope.event subscribers
-written for gevent's monitor keep working. A subscriber that raises is
-reported on stderr and does not stop the other subscribers or monitoring.
+written for gevent's monitor keep working. Subscribers run in hubmon's
+``events`` thread, never in the thread that detects blocks. Whatever a
+subscriber raises (``SystemExit``, ``KeyboardInterrupt`` and ``GreenletExit``
+included) is written once to stderr, naming the subscriber, and does not stop
+the other subscribers, the report or monitoring.
 """
 from __future__ import annotations
 
 import sys
-import traceback
 from typing import Any, Callable, List, Optional
 
 __all__ = [
@@ -95,16 +97,24 @@ class MemoryUsageUnderThreshold(_MemoryEvent):
 def _safe_repr(obj: Any) -> str:
     try:
         return repr(obj)
-    except Exception:
+    except BaseException:
         return "<unreprable %s at 0x%x>" % (type(obj).__name__, id(obj))
 
 
 def _report_subscriber_error(subscriber: Any, event: Any) -> None:
-    try:
-        sys.stderr.write("hubmon: subscriber %s raised on %s:\n" % (_safe_repr(subscriber), _safe_repr(event)))
-        traceback.print_exc(file=sys.stderr)
-    except Exception:
-        pass
+    """Write, once, what ``subscriber`` raised on ``event`` (the exception being handled)."""
+    from . import _output
+    _output.write_error("subscriber %s raised %s on %s" % (
+        _safe_repr(subscriber), type(sys.exc_info()[1]).__name__, _safe_repr(event)))
+
+
+def _call_each(subscribers: Any, event: Any) -> None:
+    """Call every subscriber with ``event``; contain whatever each raises."""
+    for subscriber in subscribers:
+        try:
+            subscriber(event)
+        except BaseException:  # SystemExit, KeyboardInterrupt, GreenletExit too
+            _report_subscriber_error(subscriber, event)
 
 
 def _gevent_twin(event: Any) -> Any:
@@ -131,19 +141,11 @@ def notify(event: Any) -> None:
     For :class:`EventLoopBlocked`, if a gevent subscriber replaces its
     event's ``info`` list, the replacement becomes ``event.info``.
     """
-    for subscriber in list(subscribers):
-        try:
-            subscriber(event)
-        except Exception:
-            _report_subscriber_error(subscriber, event)
+    _call_each(list(subscribers), event)
     twin = _gevent_twin(event)
     if twin is None:
         return
     gevent_events = sys.modules["gevent.events"]
-    for subscriber in list(getattr(gevent_events, "subscribers", ())):
-        try:
-            subscriber(twin)
-        except Exception:
-            _report_subscriber_error(subscriber, twin)
+    _call_each(list(getattr(gevent_events, "subscribers", ())), twin)
     if isinstance(event, EventLoopBlocked) and twin.info is not event.info:
         event.info = twin.info

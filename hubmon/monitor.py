@@ -1,13 +1,14 @@
 """The Monitor: one watched hub, and :func:`start`.
 
-A Monitor owns a C tracer (``hubmon._core.Tracer``) installed with
-``greenlet.settrace`` in the hub's thread. The native thread samples the
-tracer's counters; when the hub is blocked it calls :func:`_native_event`
-holding the GIL, and the Monitor builds the report and fires the events.
+A Monitor owns a record (``hubmon._core.Record``) counted by its thread's
+hubmon trace function (:mod:`hubmon._tracing`) and sampled by the native
+thread. When the hub is blocked, the native thread captures the report
+(:meth:`Monitor._on_blocked`, routed by :mod:`hubmon._dispatch`); the events
+fire and the report is printed in hubmon's delivery threads
+(:mod:`hubmon._delivery`), so user code never holds up detection.
 """
 from __future__ import annotations
 
-import logging
 import operator
 import sys
 import weakref
@@ -15,22 +16,17 @@ from typing import Any, Callable, Dict, List, Optional, TextIO
 
 import greenlet
 
-from . import _core, _gil
+from . import _core, _delivery, _dispatch, _gil, _output, _tracing
 from ._memory import memory_watch, watch_memory
-from ._threads import real_get_ident
+from ._threads import is_own_thread, own_thread_idents, real_get_ident
 from .config import ConfigError, config
 from .events import EventLoopBlocked, EventLoopUnblocked, notify
 from .report import _find_greenlets, format_blocked_report
 
 __all__ = ["Monitor", "MonitoringFunction", "start", "running_monitors"]
 
-# Handlers of the native thread's events, by record id: Monitors and
-# assertion scopes. Only running ones are here.
-_handlers: Dict[int, Any] = {}
 # Running monitors by id(hub).
 _by_hub: Dict[int, "Monitor"] = {}
-
-_logger = logging.getLogger("hubmon")
 
 
 class MonitoringFunction:
@@ -69,12 +65,14 @@ class Monitor:
     """Watches one hub greenlet. Create it with :func:`hubmon.start`.
 
     It implements gevent's ``IPeriodicMonitorThread`` (``add_monitoring_function``),
-    so gevent's hub can use it as its ``periodic_monitoring_thread``.
+    so gevent's hub can use it as its ``periodic_monitoring_thread``. Every
+    setting it uses was read and validated when it started.
     """
 
     def __init__(self, hub: Any, *, max_blocking_time: float, max_memory_usage: Optional[int],
                  memory_monitor_period: float, print_blocking_reports: bool,
-                 stream: Optional[TextIO]):
+                 stream: Optional[TextIO], report_to: str = "stream",
+                 report_greenlet_limit: int = 50, gil_signal: int = 0):
         self._hub_ref = weakref.ref(hub, self._on_hub_collected)
         self._hub_id = id(hub)
         self.max_blocking_time = max_blocking_time
@@ -82,29 +80,38 @@ class Monitor:
         self.memory_monitor_period = memory_monitor_period
         self.print_blocking_reports = print_blocking_reports
         self.stream = stream
+        #: Where reports go: 'stream' or 'logging' (``HUBMON_REPORT_TO``).
+        self.report_to = report_to
+        #: Greenlets shown in full in a report; 0 for all (``HUBMON_REPORT_GREENLETS``).
+        self.report_greenlet_limit = report_greenlet_limit
+        #: The signal of the GIL-held stack dump, or 0 (``HUBMON_GIL_SIGNAL``).
+        self.gil_signal = gil_signal
         #: The identifier of the hub's thread.
         self.thread_ident = real_get_ident()
         self._functions: List[MonitoringFunction] = []
         self._blocked_greenlet: Any = None
         self._running = False
-        self._tracer = _core.Tracer(hub, greenlet.getcurrent(), max_blocking_time, mode="hub")
-        self._record_id = self._tracer.record_id
+        self._gil_dump = False
+        self._warned_blind = False
+        self._record = _core.Record(hub, greenlet.getcurrent(), max_blocking_time, mode="hub")
+        self._record_id = self._record.id
 
     # -- life cycle ---------------------------------------------------------
 
     def _start(self) -> None:
-        self._tracer.install()
-        fd, signum = _gil.setup(config.gil_signal, self._output_stream())
-        self._tracer.set_gil_dump(fd, signum)
-        _handlers[self._record_id] = self
-        _by_hub[self._hub_id] = self
-        self._running = True
+        _tracing.attach(self._record, self)
         try:
-            self._tracer.start()
+            self._gil_dump = _gil.acquire(self.gil_signal, self._output_stream())
+            self._record.set_gil_dump(self._gil_dump)
+            _dispatch.register(self._record_id, self)
+            _by_hub[self._hub_id] = self
+            self._running = True
+            self._record.start()
+            watch_memory(self, self.max_memory_usage, self.memory_monitor_period)
         except BaseException:
+            self._running = True
             self.stop()
             raise
-        watch_memory(self, self.max_memory_usage, self.memory_monitor_period)
 
     @property
     def hub(self) -> Any:
@@ -117,23 +124,29 @@ class Monitor:
         return self._running
 
     def stop(self) -> None:
-        """Stop watching; put back the trace function installed before. Idempotent.
+        """Stop watching. Idempotent; callable from any thread.
 
-        Called in the hub's thread it uninstalls the tracer. Called from
-        another thread it cannot touch that thread's trace function: the
-        tracer stays installed but only forwards to the previous one.
+        In the hub's thread, hubmon's trace function is taken out of the
+        chain when nothing else of hubmon's uses it and it is on top; from
+        another thread it stays, counting nothing and forwarding to the
+        trace function it replaced, and serves the thread's next monitor.
         """
+        self._halt(touch_tracer=True)
+
+    def _halt(self, touch_tracer: bool) -> None:
         if not self._running:
             return
         self._running = False
-        _handlers.pop(self._record_id, None)
+        _dispatch.unregister(self._record_id)
         if _by_hub.get(self._hub_id) is self:
             del _by_hub[self._hub_id]
         memory_watch.remove(self)
-        if real_get_ident() == self.thread_ident:
-            self._tracer.uninstall()
-        else:
-            self._tracer.detach()
+        self._record.stop()
+        if touch_tracer:
+            _tracing.detach(self._record, self.thread_ident)
+        if self._gil_dump:
+            self._gil_dump = False
+            _gil.release()
 
     def kill(self) -> None:
         """Alias of :meth:`stop` (gevent's name)."""
@@ -153,17 +166,16 @@ class Monitor:
             return
         self.stop()
 
+    def _thread_ended(self) -> None:
+        """The hub's thread ended without stop(): stop, leaving its (gone) tracer alone."""
+        self._halt(touch_tracer=False)
+
     def _on_fork(self) -> None:
-        """Called by gevent's hub after fork; the native side restarted already."""
+        """Called by gevent's hub after fork; the native side is ready already."""
 
     def _forget_after_fork(self) -> None:
         """In a forked child, for a monitor of a thread that does not exist there."""
-        self._running = False
-        _handlers.pop(self._record_id, None)
-        if _by_hub.get(self._hub_id) is self:
-            del _by_hub[self._hub_id]
-        memory_watch.remove(self)
-        self._tracer.detach()
+        self._halt(touch_tracer=False)
 
     def __repr__(self) -> str:
         return "<hubmon.Monitor for %r threshold=%gs%s at 0x%x>" % (
@@ -183,9 +195,7 @@ class Monitor:
         number of stretches the hub spent out of control for at most that
         long (not cumulative), measured by the native thread's samples.
         """
-        if not self._tracer.counting:
-            raise RuntimeError("this monitor was stopped after fork in another thread")
-        raw = self._tracer.stats()
+        raw = self._record.stats()
         bounds = list(_core.histogram_bounds()) + [float("inf")]
         return {
             "switches": raw["switches"],
@@ -198,20 +208,21 @@ class Monitor:
         }
 
     def set_max_blocking_time(self, seconds: float) -> None:
-        """Change the threshold of this running monitor."""
+        """Change the threshold of this running monitor (seconds; TypeError or ValueError when invalid)."""
         seconds = _check_seconds("max_blocking_time", seconds)
-        self._tracer.set_threshold(seconds)
+        self._record.set_threshold(seconds)
         self.max_blocking_time = seconds
 
     # -- gevent's IPeriodicMonitorThread --------------------------------------
 
     def add_monitoring_function(self, function: Callable[[Any], Any], period: Optional[float]) -> None:
-        """Call ``function(hub)`` about every ``period`` seconds from hubmon's thread.
+        """Call ``function(hub)`` about every ``period`` seconds from hubmon's events thread.
 
         A ``period`` of None removes the function; the same function added
         again gets the new period. ``period <= 0`` or a non-callable raise
-        ValueError. The function runs in hubmon's native thread holding the
-        GIL, not in the hub's thread: it must not use gevent's blocking API.
+        ValueError. The function runs in hubmon's ``events`` thread, not in
+        the hub's thread: it must not use gevent's blocking API. Whatever it
+        raises is written to stderr and it keeps being called at its period.
         """
         if not callable(function):
             raise ValueError("function must be callable, not %r" % (function,))
@@ -220,7 +231,7 @@ class Monitor:
         else:
             if isinstance(period, bool) or not isinstance(period, (int, float)) or not period > 0:
                 raise ValueError("period must be a number of seconds > 0, not %r" % (period,))
-            if period == float("inf"):
+            if period == float("inf") or period != period:
                 raise ValueError("period must be finite, not %r" % (period,))
             entry = MonitoringFunction(function, float(period), _core.monotonic() + period)
             kept = [f for f in self._functions if f.function != function]
@@ -233,30 +244,42 @@ class Monitor:
 
     def ignore_current_greenlet_blocking(self) -> None:
         """Do not report the current greenlet's block until it switches."""
-        self._tracer.ignore_current()
+        self._record.ignore_current()
 
     def monitor_current_greenlet_blocking(self) -> None:
         """Undo :meth:`ignore_current_greenlet_blocking`."""
-        self._tracer.monitor_current()
+        self._record.monitor_current()
+
+    def _next_due(self) -> float:
+        return min((f.next_run for f in self._functions), default=0.0)
 
     def _schedule(self) -> None:
-        when = min((f.next_run for f in self._functions), default=0.0)
-        self._tracer.set_next_call(when)
+        self._record.set_next_call(self._next_due())
 
-    def _run_monitoring_functions(self) -> float:
-        hub = self.hub
-        if hub is None:
-            self.stop()
-            return 0.0
-        now = _core.monotonic()
-        for entry in list(self._functions):
-            if entry.next_run <= now:
-                entry.next_run = now + entry.period
-                try:
-                    entry.function(hub)
-                except Exception:
-                    _report_internal_error("monitoring function %r" % (entry.function,))
-        return min((f.next_run for f in self._functions), default=0.0)
+    def _on_call(self) -> None:
+        """Native thread: the monitoring functions are due; run them in the events thread."""
+        if not _delivery.events.post(self._run_monitoring_functions):
+            self._record.call_done(0.0)
+
+    def _run_monitoring_functions(self) -> None:
+        """Events thread: call the due functions, each contained; acknowledge with the next time."""
+        next_due = 0.0
+        try:
+            hub = self.hub
+            if hub is None or not self._running:
+                return
+            now = _core.monotonic()
+            for entry in list(self._functions):
+                if entry.next_run <= now:
+                    entry.next_run = now + entry.period
+                    try:
+                        entry.function(hub)
+                    except BaseException:
+                        _output.write_error("monitoring function %s raised %s" % (
+                            _safe_hub_repr(entry.function), type(sys.exc_info()[1]).__name__))
+            next_due = self._next_due()
+        finally:
+            self._record.call_done(next_due)
 
     # -- reports -----------------------------------------------------------------
 
@@ -267,22 +290,33 @@ class Monitor:
         stream = getattr(hub, "exception_stream", None) if hub is not None else None
         return stream if stream is not None else sys.stderr
 
-    def _on_blocked(self, duration: float, current: int, gil_wait: float) -> None:
+    def _on_blocked(self, duration: float, current: int, gil_wait: float, switches: int) -> bool:
+        """Native thread, holding the GIL: capture the report and hand it on.
+
+        Returns False (no report) when the evidence contradicts the block:
+        the greenlet the trace function last saw is suspended, or the hub
+        runs, while no switch was counted since (the thread's trace function
+        no longer calls hubmon's).
+        """
         hub = self.hub
         if hub is None or hub.dead:
             # A hub that finished its loop can never run again: nothing to watch.
             self.stop()
-            return
+            return True
         # One scan of the live greenlets serves the culprit and the report:
         # with 10,000 greenlets each scan holds the GIL for about 8 ms.
         greenlets = _find_greenlets()
         culprit = _find_greenlet(current, greenlets)
+        if self._record.switches == switches and _contradicted(hub, culprit):
+            del greenlets
+            self._warn_blind()
+            return False
         self._blocked_greenlet = _weak(culprit)
         info = format_blocked_report(
             greenlet=culprit, thread_ident=self.thread_ident, duration=duration,
             threshold=self.max_blocking_time, hub=hub,
-            max_greenlets=config.report_greenlet_limit or None,
-            exclude_thread_ids=(real_get_ident(),), monitor_repr=repr(self),
+            max_greenlets=self.report_greenlet_limit or None,
+            exclude_thread_ids=own_thread_idents(), monitor_repr=repr(self),
             _greenlets=greenlets)
         del greenlets
         if gil_wait > 0.05:
@@ -291,33 +325,75 @@ class Monitor:
                            "written while it ran (faulthandler) are above." % gil_wait)
         event = EventLoopBlocked(culprit, self.max_blocking_time, info, hub=hub)
         event.duration = duration + gil_wait
-        notify(event)
+        delivered = _delivery.Flag()
+        if not _delivery.events.post(_deliver, event, delivered):
+            delivered.set()
         if self.print_blocking_reports:
-            self._write(event.info)
+            _delivery.printer.post(self._print_report, event, delivered)
+        return True
 
-    def _write(self, lines: List[str]) -> None:
-        text = "\n".join(lines)
-        if config.report_to == "logging":
-            _logger.warning("%s", text)
+    def _warn_blind(self) -> None:
+        if self._warned_blind:
             return
-        stream = self._output_stream()
+        self._warned_blind = True
+        _delivery.printer.post(_output.write_stderr, (
+            "hubmon: the greenlet trace function of thread 0x%x no longer calls hubmon's "
+            "(greenlet.settrace() replaced it without chaining to it): hubmon cannot see that "
+            "thread's switches, so it reports no block there until its trace function is "
+            "called again." % (self.thread_ident,)))
+
+    def _print_report(self, event: EventLoopBlocked, delivered: Any) -> None:
+        """Printer thread: wait (boundedly) for the subscribers, then write ``event.info``."""
+        delivered.wait(_subscriber_patience(self.max_blocking_time))
+        lines = event.info
+        text = "\n".join(str(line) for line in lines) if isinstance(lines, (list, tuple)) else str(lines)
+        stream = None if self.report_to == "logging" else self._output_stream()
         try:
-            stream.write(text + "\n")
-            stream.flush()
-        except Exception:
-            _report_internal_error("writing the report to %r" % (stream,))
+            _output.write(stream, text)
+        except BaseException:
+            _output.write_error("writing the report to %s" % (_safe_hub_repr(stream),))
 
     def _on_unblocked(self, duration: float) -> None:
+        """Native thread: the hub runs again; the event fires in the events thread."""
         ref, self._blocked_greenlet = self._blocked_greenlet, None
         culprit = ref() if ref is not None else None
-        notify(EventLoopUnblocked(culprit, self.hub, duration))
+        _delivery.events.post(notify, EventLoopUnblocked(culprit, self.hub, duration))
+
+
+def _subscriber_patience(threshold: float) -> float:
+    """How long a report waits for its event's subscribers: the threshold, within [0.1, 1] s."""
+    return min(1.0, max(0.1, threshold))
+
+
+def _deliver(event: Any, delivered: Any) -> None:
+    """Events thread: fire ``event``, then let its report be printed."""
+    try:
+        notify(event)
+    finally:
+        delivered.set()
+
+
+def _contradicted(hub: Any, culprit: Any) -> bool:
+    """Whether the threads' state contradicts "``culprit`` runs instead of ``hub``".
+
+    Called holding the GIL, when no switch was counted since the block was
+    decided, so the greenlet the trace function saw last must still run.
+    """
+    try:
+        if culprit is not None and culprit is not hub and culprit.gr_frame is not None:
+            return True      # the culprit is suspended: someone else runs
+        if culprit is not hub and bool(hub) and hub.gr_frame is None:
+            return True      # the hub is started, alive and not suspended: it runs
+    except BaseException:
+        return False
+    return False
 
 
 def _safe_hub_repr(hub: Any) -> str:
     try:
         return repr(hub)
-    except Exception:
-        return "<hub at 0x%x>" % id(hub)
+    except BaseException:
+        return "<%s at 0x%x>" % (type(hub).__name__, id(hub))
 
 
 def _weak(obj: Any) -> Any:
@@ -335,44 +411,17 @@ def _find_greenlet(identity: int, greenlets: Optional[List[Any]] = None) -> Any:
     The native thread knows the running greenlet only by its address; it
     never holds a reference. The address is turned back into an object only
     by finding it among the live greenlets (``greenlets``, else all of them),
-    so a greenlet that died meanwhile is never touched. The search runs in C.
+    so a greenlet that died meanwhile is never touched.
     """
     if not identity:
         return None
     if greenlets is None:
         greenlets = _find_greenlets()
     try:
+        # The search runs in C: a report may scan 10,000 greenlets.
         return greenlets[operator.indexOf(map(id, greenlets), identity)]
     except ValueError:
         return None
-
-
-def _report_internal_error(what: str) -> None:
-    try:
-        import traceback
-        sys.stderr.write("hubmon: error in %s:\n" % what)
-        traceback.print_exc(file=sys.stderr)
-    except Exception:
-        pass
-
-
-def _native_event(kind: str, record_id: int, value: float, current: int, gil_wait: float) -> Any:
-    """Entry point of the native thread (holding the GIL). Never raises."""
-    try:
-        if kind == "memory":
-            return memory_watch.check()
-        handler = _handlers.get(record_id)
-        if handler is None:
-            return 0.0
-        if kind == "blocked":
-            handler._on_blocked(value, current, gil_wait)
-        elif kind == "unblocked":
-            handler._on_unblocked(value)
-        elif kind == "call":
-            return handler._run_monitoring_functions()
-    except Exception:
-        _report_internal_error("handling the native %r event" % (kind,))
-    return 0.0 if kind == "call" else None
 
 
 def _gevent_hub_for_this_thread() -> Any:
@@ -387,31 +436,15 @@ def running_monitors() -> List[Monitor]:
     return list(_by_hub.values())
 
 
-def start(hub: Any = None, *, max_blocking_time: Optional[float] = None,
-          max_memory_usage: Optional[int] = None, memory_monitor_period: Optional[float] = None,
-          print_blocking_reports: Optional[bool] = None, stream: Optional[TextIO] = None) -> Monitor:
-    """Start monitoring ``hub`` and return its :class:`Monitor`.
+def _settings_for(*, max_blocking_time: Optional[float], max_memory_usage: Optional[int],
+                  memory_monitor_period: Optional[float], print_blocking_reports: Optional[bool],
+                  stream: Optional[TextIO]) -> Dict[str, Any]:
+    """Read and validate every setting a monitor uses, now.
 
-    Must be called in the hub's thread. ``hub=None`` means gevent's hub for
-    this thread when the program uses gevent. Arguments left as None come
-    from :data:`hubmon.config`. If the hub is already monitored, the running
-    monitor is returned unchanged.
+    Arguments given win over :data:`hubmon.config`. Raises ConfigError (a
+    bad setting, naming its environment variable and value), TypeError or
+    ValueError (a bad argument, naming it).
     """
-    if hub is None:
-        hub = _gevent_hub_for_this_thread()
-        if hub is None:
-            raise TypeError("hubmon.start() needs hub=<the hub greenlet> when gevent is not in use")
-    if not isinstance(hub, greenlet.greenlet):
-        raise TypeError("hub must be a greenlet, not %r" % (hub,))
-    if hub.dead:
-        raise ValueError("hub %r is dead" % (hub,))
-    if _root_of(hub) is not _root_of(greenlet.getcurrent()):
-        raise RuntimeError("hubmon.start() must be called in the hub's thread: %r belongs "
-                           "to another thread" % (hub,))
-    existing = _by_hub.get(id(hub))
-    if existing is not None and existing.hub is hub and existing.running:
-        return existing
-
     threshold = _check_seconds("max_blocking_time", config.max_blocking_time
                                if max_blocking_time is None else max_blocking_time)
     if max_memory_usage is None:
@@ -430,18 +463,59 @@ def start(hub: Any = None, *, max_blocking_time: Optional[float] = None,
         raise TypeError("print_blocking_reports must be a bool, not %r" % (print_blocking_reports,))
     if stream is not None and not callable(getattr(stream, "write", None)):
         raise TypeError("stream must have a write() method, not %r" % (stream,))
+    config.monitor_thread  # noqa: B018 - read to validate GEVENT_MONITOR_THREAD_ENABLE too
+    gil_signal = _gil.choose_signal(config.gil_signal, config.label("gil_signal"))
+    return dict(max_blocking_time=threshold, max_memory_usage=memory_limit,
+                memory_monitor_period=period, print_blocking_reports=print_blocking_reports,
+                stream=stream, report_to=config.report_to,
+                report_greenlet_limit=config.report_greenlet_limit, gil_signal=gil_signal)
 
-    monitor = Monitor(hub, max_blocking_time=threshold, max_memory_usage=memory_limit,
-                      memory_monitor_period=period, print_blocking_reports=print_blocking_reports,
-                      stream=stream)
+
+def start(hub: Any = None, *, max_blocking_time: Optional[float] = None,
+          max_memory_usage: Optional[int] = None, memory_monitor_period: Optional[float] = None,
+          print_blocking_reports: Optional[bool] = None, stream: Optional[TextIO] = None) -> Monitor:
+    """Start monitoring ``hub`` and return its :class:`Monitor`.
+
+    Must be called in the hub's thread. ``hub=None`` means gevent's hub for
+    this thread when the program uses gevent. Arguments left as None come
+    from :data:`hubmon.config`; every setting the monitor uses is read and
+    validated now, so a bad one raises :class:`~hubmon.ConfigError` here
+    (naming the environment variable and the value), never later. If the hub
+    is already monitored, the running monitor is returned unchanged.
+
+    Raises TypeError or ValueError for a bad argument, RuntimeError when
+    called in another thread than the hub's, in one of hubmon's own threads,
+    or after hubmon has shut down at exit.
+    """
+    if is_own_thread():
+        raise RuntimeError("hubmon.start() cannot monitor a hub in one of hubmon's own threads")
+    if hub is None:
+        hub = _gevent_hub_for_this_thread()
+        if hub is None:
+            raise TypeError("hubmon.start() needs hub=<the hub greenlet> when gevent is not in use")
+    if not isinstance(hub, greenlet.greenlet):
+        raise TypeError("hub must be a greenlet, not %r" % (hub,))
+    if hub.dead:
+        raise ValueError("hub %r is dead" % (hub,))
+    if _root_of(hub) is not _root_of(greenlet.getcurrent()):
+        raise RuntimeError("hubmon.start() must be called in the hub's thread: %r belongs "
+                           "to another thread" % (hub,))
+    existing = _by_hub.get(id(hub))
+    if existing is not None and existing.hub is hub and existing.running:
+        return existing
+    settings = _settings_for(max_blocking_time=max_blocking_time, max_memory_usage=max_memory_usage,
+                             memory_monitor_period=memory_monitor_period,
+                             print_blocking_reports=print_blocking_reports, stream=stream)
+    monitor = Monitor(hub, **settings)
     monitor._start()
     return monitor
 
 
 def _after_fork_in_child() -> None:
     """Keep the monitors of the thread that forked; forget the others."""
-    _core.after_fork_child()
     me = real_get_ident()
+    _core.after_fork_child()
+    _tracing.after_fork_in_child(me)
     for monitor in list(_by_hub.values()):
         if monitor.thread_ident != me:
             monitor._forget_after_fork()

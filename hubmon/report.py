@@ -143,7 +143,7 @@ def format_run_info(thread_stacks: bool = True,
         _guarded(lines, 'threads', _format_threads, lines, ctx)
         _guarded(lines, 'greenlets', _format_greenlets, lines, ctx,
                  max_greenlets, _greenlets)
-    except Exception as ex:  # pylint:disable=broad-except
+    except BaseException as ex:  # pylint:disable=broad-except
         lines.append(_error_line('the run info', ex))
     finally:
         if ctx is not None:
@@ -236,7 +236,7 @@ def format_blocked_report(*,
             current_thread_ident=thread_ident,
             highlight=greenlet,
             _greenlets=_greenlets))
-    except Exception as ex:  # pylint:disable=broad-except
+    except BaseException as ex:  # pylint:disable=broad-except
         lines.append(_error_line('the blocked report', ex))
     return lines
 
@@ -249,7 +249,7 @@ def _guarded(lines: list, what: str, func, *args) -> None:
     """Call ``func(*args)``; on an exception, add a line describing it."""
     try:
         func(*args)
-    except Exception as ex:  # pylint:disable=broad-except
+    except BaseException as ex:  # pylint:disable=broad-except
         lines.append(_error_line(what, ex))
 
 
@@ -258,7 +258,7 @@ def _error_line(what: str, ex: BaseException) -> str:
     try:
         return '!!! hubmon could not format %s: %s: %s' % (
             what, type(ex).__name__, _safe_str(ex))
-    except Exception:  # pylint:disable=broad-except
+    except BaseException:  # pylint:disable=broad-except
         return '!!! hubmon could not format %s' % (what,)
 
 
@@ -267,7 +267,7 @@ def _type_name(obj: object) -> str:
     try:
         name = type(obj).__name__
         return name if isinstance(name, str) else 'object'
-    except Exception:  # pylint:disable=broad-except
+    except BaseException:  # pylint:disable=broad-except
         return 'object'
 
 
@@ -278,7 +278,7 @@ def _safe_repr(obj: object, kind: str | None = None) -> str:
     """
     try:
         text = repr(obj)
-    except Exception:  # pylint:disable=broad-except
+    except BaseException:  # pylint:disable=broad-except
         return '<unreprable %s at 0x%x>' % (kind or _type_name(obj), id(obj))
     if len(text) > _MAX_REPR:
         text = text[:_MAX_REPR] + '...'
@@ -289,7 +289,7 @@ def _safe_str(obj: object) -> str:
     """Return ``str(obj)`` cut to a sane length; never raises."""
     try:
         text = str(obj)
-    except Exception:  # pylint:disable=broad-except
+    except BaseException:  # pylint:disable=broad-except
         return _safe_repr(obj)
     if len(text) > _MAX_REPR:
         text = text[:_MAX_REPR] + '...'
@@ -300,7 +300,7 @@ def _safe_len(obj: object) -> int:
     """Return ``len(obj)``, or 1 if it has no length or raises."""
     try:
         return len(obj)  # type: ignore[arg-type]
-    except Exception:  # pylint:disable=broad-except
+    except BaseException:  # pylint:disable=broad-except
         return 1
 
 
@@ -308,7 +308,7 @@ def _getattr(obj: object, name: str, default: Any = None) -> Any:
     """Return ``getattr(obj, name, default)``, or *default* on any error."""
     try:
         return getattr(obj, name, default)
-    except Exception:  # pylint:disable=broad-except
+    except BaseException:  # pylint:disable=broad-except
         return default
 
 
@@ -316,7 +316,7 @@ def _seconds(value: object) -> str:
     """Format a number of seconds with three decimals; never raises."""
     try:
         return '%.3f' % (value,)
-    except Exception:  # pylint:disable=broad-except
+    except BaseException:  # pylint:disable=broad-except
         return _safe_repr(value)
 
 
@@ -392,12 +392,12 @@ class _StackFormatter:
         out: list[str] = []
         try:
             frames = _collect_frames(frame, limit)
-        except Exception as ex:  # pylint:disable=broad-except
+        except BaseException as ex:  # pylint:disable=broad-except
             return [pad + _error_line('a stack', ex)]
         for f in frames:
             try:
                 head, source = self._entry(f)
-            except Exception as ex:  # pylint:disable=broad-except
+            except BaseException as ex:  # pylint:disable=broad-except
                 out.append(pad + _error_line('a frame', ex))
                 continue
             out.append(pad + head)
@@ -438,7 +438,7 @@ def _source_line(filename: str, lineno: int, module_globals: Any) -> str:
         if not line and isinstance(module_globals, dict):
             line = linecache.getline(filename, lineno, module_globals)
         return line.strip()
-    except Exception:  # pylint:disable=broad-except
+    except BaseException:  # pylint:disable=broad-except
         return ''
 
 
@@ -460,7 +460,7 @@ def _format_blocked_stack(lines: list, thread_ident: int,
     """Append the header and stack of the blocked thread to *lines*."""
     try:
         ident_text = '0x%x' % (thread_ident,)
-    except Exception:  # pylint:disable=broad-except
+    except BaseException:  # pylint:disable=broad-except
         ident_text = _safe_repr(thread_ident)
     lines.append('Blocked Stack (for thread id %s):' % (ident_text,))
     frame = _skip_own_frames(sys._current_frames().get(thread_ident))
@@ -511,7 +511,7 @@ def _threading_maps() -> tuple:
                 patched = True
                 active = get_original('threading', '_active')
                 limbo = get_original('threading', '_limbo')
-        except Exception:  # pylint:disable=broad-except
+        except BaseException:  # pylint:disable=broad-except
             pass
     return (active if isinstance(active, dict) else {},
             limbo if isinstance(limbo, dict) else {},
@@ -531,7 +531,7 @@ class _Context:
         self.stacks = _StackFormatter()
         try:
             self.excluded = set(exclude_thread_ids or ())
-        except Exception:  # pylint:disable=broad-except
+        except BaseException:  # pylint:disable=broad-except
             self.excluded = set()
         # The calling thread is the one whose top frame is this very frame:
         # exact even when gevent has patched ``_thread.get_ident``.
@@ -676,7 +676,7 @@ def _find_greenlets() -> list:
             found = finder()
             if type(found) is list:  # pylint:disable=unidiomatic-typecheck
                 return found
-        except Exception:  # pylint:disable=broad-except
+        except BaseException:  # pylint:disable=broad-except
             pass
     types = _subclasses(_GREENLET)
     objects = gc.get_objects()
@@ -684,7 +684,7 @@ def _find_greenlets() -> list:
         try:
             return list(itertools.compress(
                 objects, map(types.__contains__, map(type, objects))))
-        except Exception:  # pylint:disable=broad-except
+        except BaseException:  # pylint:disable=broad-except
             # A metaclass whose __hash__ raises: compare ids instead.
             type_ids = set(map(id, types))
             return list(itertools.compress(objects, map(
@@ -697,7 +697,7 @@ def _safe_parent(g: Any) -> Any:
     """Return the parent of greenlet *g*, or ``None`` on any error."""
     try:
         return _parent_of(g)
-    except Exception:  # pylint:disable=broad-except
+    except BaseException:  # pylint:disable=broad-except
         return None
 
 
@@ -711,7 +711,7 @@ class _Forest:
         roots = []
         try:
             parents = list(map(_parent_of, greenlets))
-        except Exception:  # pylint:disable=broad-except
+        except BaseException:  # pylint:disable=broad-except
             parents = [_safe_parent(g) for g in greenlets]
         missing = []
         for g, parent in zip(greenlets, parents):
@@ -771,7 +771,7 @@ class _Forest:
             path.append(g)
             try:
                 g = _parent_of(g)
-            except Exception:  # pylint:disable=broad-except
+            except BaseException:  # pylint:disable=broad-except
                 break
         path.reverse()
         return path
@@ -1067,7 +1067,7 @@ def _count_suspended_slowly(greenlets: list, frames: list,
                 func = _getattr(func, '__func__', func)
             place = samples.setdefault((id(frame.f_code), frame.f_lasti),
                                        frame)
-        except Exception:  # pylint:disable=broad-except
+        except BaseException:  # pylint:disable=broad-except
             counts[('unknown',)] += 1
             continue
         counts[(place, func)] += 1
@@ -1117,13 +1117,13 @@ def _format_summary(lines: list, hidden: list, spawn_types: set) -> None:
     greenlets = list(itertools.compress(hidden, suspended))
     try:
         counts = _count_suspended(greenlets, frames, spawn_types)
-    except Exception:  # pylint:disable=broad-except
+    except BaseException:  # pylint:disable=broad-except
         counts = _count_suspended_slowly(greenlets, frames, spawn_types)
     del frames, greenlets
     for g in others:
         try:
             counts[_state_key(g)] += 1
-        except Exception:  # pylint:disable=broad-except
+        except BaseException:  # pylint:disable=broad-except
             counts[('unknown',)] += 1
     # Groups at different instructions of the same line are merged here,
     # where there are few of them.
@@ -1132,7 +1132,7 @@ def _format_summary(lines: list, hidden: list, spawn_types: set) -> None:
     for key, count in counts.items():
         try:
             text = _describe_group(key, short)
-        except Exception as ex:  # pylint:disable=broad-except
+        except BaseException as ex:  # pylint:disable=broad-except
             text = _error_line('a group', ex)
         merged[text] = merged.get(text, 0) + count
     counts.clear()

@@ -4,20 +4,30 @@
  *
  * The native thread calls hm_callback_dispatch() without the GIL and without
  * hm_sampler_lock. It checks that the interpreter is not finalizing and that
- * no stop was asked for, takes the GIL, checks again, and calls
- * hubmon.monitor._native_event(kind, record_id, value, current, gil_wait).
+ * no stop was asked for, takes the GIL, checks again, and calls the event
+ * handler that Python registered at import (hubmon._dispatch.native_event)
+ * with plain values; it returns the handler's outcome to the sampler.
+ *
+ * Python context: the native thread has ONE Python thread state for its
+ * whole life, created at its first event and given back when it ends, as
+ * any Python thread has. (A state made and destroyed per event would take
+ * every thread-local with it, and greenlet's per-thread state, which user
+ * code such as gevent.get_hub() relies on, would refer to a dead one.)
  *
  * A block made by a C call that holds the GIL cannot be reported from
- * Python while it lasts: PyGILState_Ensure() waits for the whole call. So
- * before it waits, the native thread arms a one-shot timer aimed at the
- * hub's thread. If the GIL has not come within HM_GIL_PATIENCE seconds, the
- * timer sends that thread the signal on which faulthandler is registered:
+ * Python while it lasts: taking the GIL waits for the whole call. So before
+ * it waits, the native thread arms a one-shot timer aimed at the hub's
+ * thread. If the GIL has not come within HM_GIL_PATIENCE seconds, the timer
+ * sends that thread the signal on which faulthandler is registered:
  * faulthandler, best effort as always, writes every thread's Python stack
  * while the call still runs, under a header written by hubmon's own signal
- * handler. This is Linux only (timer_create with SIGEV_THREAD_ID).
+ * handler, into a duplicate of the stream's file descriptor that hubmon owns.
+ * Linux only (timer_create with SIGEV_THREAD_ID).
  */
 #include "hubmon.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -38,24 +48,66 @@
 #  define HM_HAVE_GIL_DUMP 0
 #endif
 
-/* The header the signal handler writes. Filled by the native thread before
-   it arms the timer and read only by the handler; the release store of
-   header_ready orders the two. */
+/* The Python callable that receives the events (a strong reference, touched
+   only with the GIL), and the native thread's own Python thread state (used
+   only by the native thread). */
+static PyObject *handler;
+static PyThreadState *native_tstate;
+static PyGILState_STATE native_gilstate;
+
+/* The stack dump's state. dump_fd (hubmon's own duplicate of the stream's
+   descriptor), the armed timer and header_fd are guarded by
+   hm_sampler_lock; the signal handler reads only the atomics and the
+   header, which are written before header_ready is set. */
+static int dump_fd = -1;
+static atomic_int dump_active;
 static char header[256];
 static size_t header_len;
 static int header_fd = -1;
 static atomic_int header_ready;
+#if HM_HAVE_GIL_DUMP
+static timer_t armed_timer;
+static int timer_armed;
+#endif
 
 /* The handler that was installed for the dump signal before ours
    (faulthandler's), which ours calls after writing the header. */
 static struct sigaction previous_action;
 static int installed_signal;
 
+/* Sets the event handler. Needs the GIL. Returns 0, or -1 with an exception
+   set when `callable` is not callable. */
+int
+hm_callback_handler_set(PyObject *callable)
+{
+    if (!PyCallable_Check(callable)) {
+        PyErr_Format(PyExc_TypeError, "the event handler must be callable, not %R",
+                     callable);
+        return -1;
+    }
+    Py_INCREF(callable);
+    Py_XSETREF(handler, callable);
+    return 0;
+}
+
+/* Drops the event handler. Needs the GIL. */
+void
+hm_callback_handler_clear(void)
+{
+    Py_CLEAR(handler);
+}
+
 /* Runs in the hub's thread, in signal context: only async-signal-safe calls.
-   Writes the header once, then lets faulthandler dump the stacks. */
+   Writes the header once, then lets faulthandler dump the stacks; does
+   nothing while the dump is off (a signal that arrives late). */
 static void
 gil_dump_handler(int signum, siginfo_t *info, void *context)
 {
+    int saved_errno = errno;
+    if (!atomic_load(&dump_active)) {
+        errno = saved_errno;
+        return;
+    }
     if (atomic_exchange(&header_ready, 0) && header_fd >= 0) {
         ssize_t written = write(header_fd, header, header_len);
         (void)written;
@@ -70,6 +122,31 @@ gil_dump_handler(int signum, siginfo_t *info, void *context)
              && previous_action.sa_handler != NULL) {
         previous_action.sa_handler(signum);
     }
+    errno = saved_errno;
+}
+
+/* What is installed for `signum`: 0 the default action, 1 ignored, 2
+   hubmon's handler, 3 another handler (the application's, faulthandler's,
+   Python's). Needs nothing. Returns -1 for a number that is not a signal. */
+int
+hm_signal_disposition(int signum)
+{
+    struct sigaction now;
+    if (signum <= 0 || signum >= NSIG || sigaction(signum, NULL, &now) != 0) {
+        return -1;
+    }
+    if ((now.sa_flags & SA_SIGINFO) && now.sa_sigaction == gil_dump_handler) {
+        return 2;
+    }
+    if (!(now.sa_flags & SA_SIGINFO)) {
+        if (now.sa_handler == SIG_DFL) {
+            return 0;
+        }
+        if (now.sa_handler == SIG_IGN) {
+            return 1;
+        }
+    }
+    return 3;
 }
 
 /* Puts hubmon's handler in front of the one installed for `signum`
@@ -78,6 +155,11 @@ int
 hm_gil_handler_install(int signum)
 {
 #if HM_HAVE_GIL_DUMP
+    if (signum <= 0 || signum >= NSIG) {
+        PyErr_Format(PyExc_ValueError, "signal number must be from 1 to %d, not %d",
+                     NSIG - 1, signum);
+        return -1;
+    }
     if (installed_signal == signum) {
         return 0;
     }
@@ -105,154 +187,203 @@ hm_gil_handler_install(int signum)
 #endif
 }
 
-#if HM_HAVE_GIL_DUMP
-/* Arms the one-shot timer for a blocked event. Needs no GIL. Returns 1 and
-   sets *timer when armed, 0 when the event does not ask for it. */
-static int
-arm_gil_timer(const hm_event *ev, timer_t *timer)
+/* Turns the dump on, writing into a duplicate of `fd` that hubmon owns (and
+   closes in hm_gil_dump_disable). Needs the GIL. Returns the duplicate, or -1
+   with an exception set. */
+int
+hm_gil_dump_enable(int fd)
 {
-    if (ev->kind != HM_EVENT_BLOCKED || ev->gil_signal <= 0
-            || ev->gil_signal != installed_signal || ev->thread_tid <= 0) {
+    int copy = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+    if (copy < 0) {
+        PyErr_SetFromErrno(PyExc_OSError);
+        return -1;
+    }
+    pthread_mutex_lock(&hm_sampler_lock);
+    int old = dump_fd;
+    dump_fd = copy;
+    atomic_store(&dump_active, 1);
+    pthread_mutex_unlock(&hm_sampler_lock);
+    if (old >= 0) {
+        close(old);
+    }
+    return copy;
+}
+
+#if HM_HAVE_GIL_DUMP
+/* Deletes the armed timer, if any. Needs hm_sampler_lock. */
+static void
+disarm_locked(void)
+{
+    if (timer_armed) {
+        timer_delete(armed_timer);
+        timer_armed = 0;
+    }
+    atomic_store(&header_ready, 0);
+}
+#endif
+
+/* Turns the dump off and closes hubmon's duplicate. A signal already on its
+   way finds the handler inactive. Needs the GIL (or a single thread). */
+void
+hm_gil_dump_disable(void)
+{
+    pthread_mutex_lock(&hm_sampler_lock);
+    atomic_store(&dump_active, 0);
+#if HM_HAVE_GIL_DUMP
+    disarm_locked();
+#endif
+    int old = dump_fd;
+    dump_fd = -1;
+    header_fd = -1;
+    pthread_mutex_unlock(&hm_sampler_lock);
+    if (old >= 0) {
+        close(old);
+    }
+}
+
+#if HM_HAVE_GIL_DUMP
+/* Arms the one-shot timer for a blocked event. Needs hm_sampler_lock NOT
+   held, no GIL. Returns 1 when armed, 0 when the event does not ask for it
+   or the dump is off. */
+static int
+arm_gil_timer(const hm_event *ev)
+{
+    if (ev->kind != HM_EVENT_BLOCKED || !ev->gil_dump || ev->thread_tid <= 0
+            || installed_signal == 0) {
         return 0;
+    }
+    int armed = 0;
+    pthread_mutex_lock(&hm_sampler_lock);
+    if (dump_fd < 0 || !atomic_load(&dump_active) || timer_armed) {
+        goto done;
     }
     int n = snprintf(header, sizeof(header),
                      "\nhubmon: the hub of thread 0x%lx has been blocked for"
                      " %.3f seconds and the GIL is held (a C call that does"
                      " not release it?); the Python stacks now:\n",
-                     ev->thread_ident, ev->duration + HM_GIL_PATIENCE);
+                     ev->thread_ident, ev->value + HM_GIL_PATIENCE);
     if (n < 0) {
-        return 0;
+        goto done;
     }
     header_len = (size_t)n < sizeof(header) ? (size_t)n : sizeof(header) - 1;
-    header_fd = ev->gil_fd;
+    header_fd = dump_fd;
     atomic_store(&header_ready, 1);
 
     struct sigevent sev;
     memset(&sev, 0, sizeof(sev));
     sev.sigev_notify = SIGEV_THREAD_ID;
-    sev.sigev_signo = ev->gil_signal;
+    sev.sigev_signo = installed_signal;
     sev.sigev_notify_thread_id = (pid_t)ev->thread_tid;
-    if (timer_create(CLOCK_MONOTONIC, &sev, timer) != 0) {
+    if (timer_create(CLOCK_MONOTONIC, &sev, &armed_timer) != 0) {
         atomic_store(&header_ready, 0);
-        return 0;
+        goto done;
     }
     struct itimerspec when;
     memset(&when, 0, sizeof(when));
-    when.it_value.tv_sec = 0;
     when.it_value.tv_nsec = (long)(HM_GIL_PATIENCE * 1e9);
-    if (timer_settime(*timer, 0, &when, NULL) != 0) {
-        timer_delete(*timer);
+    if (timer_settime(armed_timer, 0, &when, NULL) != 0) {
+        timer_delete(armed_timer);
         atomic_store(&header_ready, 0);
-        return 0;
+        goto done;
     }
-    return 1;
+    timer_armed = 1;
+    armed = 1;
+done:
+    pthread_mutex_unlock(&hm_sampler_lock);
+    return armed;
 }
 #endif
 
-/* The name of each event kind as Python sees it. */
-static const char *
-kind_name(hm_event_kind kind)
+/* Takes the GIL in the native thread's own thread state, creating it at the
+   first call. Needs no GIL, no hm_sampler_lock. */
+static void
+enter_python(void)
 {
-    switch (kind) {
-    case HM_EVENT_BLOCKED:
-        return "blocked";
-    case HM_EVENT_UNBLOCKED:
-        return "unblocked";
-    case HM_EVENT_CALL:
-        return "call";
-    case HM_EVENT_MEMORY:
-        return "memory";
+    if (native_tstate == NULL) {
+        native_gilstate = PyGILState_Ensure();
+        native_tstate = PyThreadState_Get();
     }
-    return "unknown";
+    else {
+        PyEval_RestoreThread(native_tstate);
+    }
 }
 
-/* Calls hubmon.monitor._native_event for one event. Needs the GIL.
-   Returns the result (a new reference) or NULL with an exception set. */
-static PyObject *
-call_python(const hm_event *ev, double gil_wait)
+/* Gives back the thread state kept for the native thread's whole life, as a
+   Python thread does when it ends. Called by the native thread as it ends,
+   without the GIL. Skipped while the interpreter finalizes (it frees every
+   thread state itself). */
+void
+hm_callback_thread_exit(void)
 {
-    PyObject *name = NULL, *module = NULL, *result = NULL;
-    name = PyUnicode_FromString("hubmon.monitor");
-    if (name == NULL) {
-        goto error;
+    if (native_tstate != NULL && !HM_IS_FINALIZING()) {
+        PyEval_RestoreThread(native_tstate);
+        native_tstate = NULL;
+        PyGILState_Release(native_gilstate);
     }
-    module = PyImport_GetModule(name);
-    if (module == NULL) {
-        if (!PyErr_Occurred()) {
-            PyErr_SetString(PyExc_RuntimeError, "hubmon.monitor is not imported");
-        }
-        goto error;
-    }
-    result = PyObject_CallMethod(module, "_native_event", "sLdKd",
-                                 kind_name(ev->kind), (long long)ev->record_id,
-                                 ev->duration,
-                                 (unsigned long long)ev->current, gil_wait);
-error:
-    Py_XDECREF(name);
-    Py_XDECREF(module);
-    return result;
+    native_tstate = NULL;
+}
+
+/* In a forked child (pthread_atfork): the native thread and its thread state
+   are gone (the interpreter frees the state); forget it. */
+void
+hm_callback_atfork_child(void)
+{
+    native_tstate = NULL;
 }
 
 /* Hands one event to Python. Called by the native thread with neither the
    GIL nor hm_sampler_lock. Never calls into Python while the interpreter is
-   finalizing or while the thread is asked to stop. */
-void
+   finalizing or while the thread is asked to stop. Returns the handler's
+   outcome (HM_OUTCOME_ACCEPTED unless it answers False, which is
+   HM_OUTCOME_REJECTED), or HM_OUTCOME_NOT_DELIVERED. */
+int
 hm_callback_dispatch(const hm_event *ev)
 {
     if (HM_IS_FINALIZING() || hm_sampler_stopping()) {
-        goto unlock_state;
+        return HM_OUTCOME_NOT_DELIVERED;
     }
+    pid_t pid = hm_sampler_pid();
 #if HM_HAVE_GIL_DUMP
-    timer_t timer;
-    int armed = arm_gil_timer(ev, &timer);
+    int armed = arm_gil_timer(ev);
 #endif
     double asked = hm_monotonic();
-    PyGILState_STATE gstate = PyGILState_Ensure();
+    enter_python();
     double gil_wait = hm_monotonic() - asked;
 #if HM_HAVE_GIL_DUMP
     if (armed) {
-        timer_delete(timer);
-        atomic_store(&header_ready, 0);
+        pthread_mutex_lock(&hm_sampler_lock);
+        disarm_locked();
+        pthread_mutex_unlock(&hm_sampler_lock);
     }
 #endif
-    if (HM_IS_FINALIZING() || hm_sampler_stopping()) {
-        PyGILState_Release(gstate);
-        goto unlock_state;
+    int outcome = HM_OUTCOME_NOT_DELIVERED;
+    if (HM_IS_FINALIZING() || hm_sampler_stopping() || handler == NULL) {
+        goto done;
     }
-    PyObject *result = call_python(ev, gil_wait);
+    PyObject *callable = handler;
+    Py_INCREF(callable);
+    PyObject *result = PyObject_CallFunction(
+        callable, "iLdKdK", ev->kind, (long long)ev->record_id, ev->value,
+        (unsigned long long)ev->current, gil_wait, (unsigned long long)ev->switches);
+    if (getpid() != pid) {
+        /* User code on this thread forked, and this is the child: its only
+           thread is this one, which must not go on running hubmon's loop.
+           The child ends here, as multiprocessing ends a child whose target
+           returned. */
+        _exit(0);
+    }
+    outcome = HM_OUTCOME_ACCEPTED;
     if (result == NULL) {
-        PyErr_WriteUnraisable(NULL);
+        PyErr_WriteUnraisable(callable);
     }
-    /* Python answers a memory event with whether usage is over the limit and
-       a call event with when the functions are next due. */
-    if (ev->kind == HM_EVENT_MEMORY) {
-        int exceeded = result != NULL ? PyObject_IsTrue(result) : -1;
-        if (exceeded < 0) {
-            PyErr_Clear();
+    else {
+        if (result == Py_False) {
+            outcome = HM_OUTCOME_REJECTED;
         }
-        hm_sampler_memory_done(exceeded);
+        Py_DECREF(result);
     }
-    else if (ev->kind == HM_EVENT_CALL) {
-        double next = 0.0;
-        if (result != NULL && result != Py_None) {
-            next = PyFloat_AsDouble(result);
-            if (next == -1.0 && PyErr_Occurred()) {
-                PyErr_WriteUnraisable(NULL);
-                next = hm_monotonic() + 1.0;
-            }
-        }
-        hm_sampler_call_done(ev->record_id, next);
-    }
-    Py_XDECREF(result);
-    PyGILState_Release(gstate);
-    return;
-
-unlock_state:
-    /* Nothing ran: clear the pending flags so a restarted thread goes on. */
-    if (ev->kind == HM_EVENT_MEMORY) {
-        hm_sampler_memory_done(-1);
-    }
-    else if (ev->kind == HM_EVENT_CALL) {
-        hm_sampler_call_done(ev->record_id, hm_monotonic() + 0.1);
-    }
+    Py_DECREF(callable);
+done:
+    PyEval_SaveThread();
+    return outcome;
 }

@@ -1,13 +1,16 @@
 /*
  * hubmon.h: private declarations shared by the C sources of hubmon._core.
  *
- * The design in one paragraph: a trace callable (tracer.c), installed with
- * greenlet.settrace() in a hub's thread, counts switches into a plain C
- * record (hm_record) and remembers the identity of the greenlet that runs.
- * One native thread (sampler.c) reads those records without the GIL and
- * decides when a hub is blocked. Only then does it take the GIL, through
- * callbacks.c, and hand the facts to Python (hubmon.monitor), which builds
- * the report and fires the events.
+ * The design in one paragraph: each thread that hubmon watches has ONE trace
+ * function of hubmon's (tracer.c), installed with greenlet.settrace(). It
+ * counts switches into plain C records (hm_record), one per monitored scope
+ * (a hub's Monitor, an assert_switches body), and remembers the identity of
+ * the greenlet that runs. One native thread (sampler.c) reads those records
+ * without the GIL and decides when a hub is blocked. Only then does it take
+ * the GIL, through callbacks.c, in the one Python thread state it keeps for
+ * its whole life, and hand the plain facts to the event handler that Python
+ * registered (hubmon._dispatch); the handler answers with an outcome that the
+ * sampler acts on. record.c is the Python face of a record.
  */
 #ifndef HUBMON_H
 #define HUBMON_H
@@ -18,6 +21,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #if PY_VERSION_HEX >= 0x030D0000
 #  define HM_IS_FINALIZING() Py_IsFinalizing()
@@ -29,6 +33,18 @@
 #define HM_MODE_HUB 0      /* switches into the hub; the hub running is fine */
 #define HM_MODE_ANY 1      /* any switch at all */
 
+/* The kinds of event the native thread hands to Python; the same numbers are
+   _core.EVENT_BLOCKED and so on. */
+#define HM_EVENT_BLOCKED 1
+#define HM_EVENT_UNBLOCKED 2
+#define HM_EVENT_CALL 3
+#define HM_EVENT_MEMORY 4
+
+/* What became of an event: the handler's answer, or that it never ran. */
+#define HM_OUTCOME_NOT_DELIVERED (-1)   /* exiting, stopping, or no handler */
+#define HM_OUTCOME_REJECTED 0           /* the evidence contradicts a block */
+#define HM_OUTCOME_ACCEPTED 1
+
 /* Upper bounds of the blocking-duration histogram buckets, in milliseconds. */
 #define HM_HIST_BUCKETS 11
 extern const double hm_hist_bounds_ms[HM_HIST_BUCKETS];
@@ -39,8 +55,9 @@ extern const double hm_hist_bounds_ms[HM_HIST_BUCKETS];
  * writes the atomics, holding the GIL) and the native thread (which reads
  * them without the GIL). It holds no Python object.
  *
- * Lifetime: reference counted under hm_sampler_lock. The tracer that writes
- * it holds one reference, the sampler's list another while it is active.
+ * Lifetime: reference counted under hm_sampler_lock. Its Python handle
+ * (record.c) holds one reference, the thread's tracer one while it counts
+ * for it, and the sampler's list one while it is sampled.
  */
 typedef struct hm_record {
     /* Written only by the traced thread; read by the sampler. The counters
@@ -71,6 +88,8 @@ typedef struct hm_record {
     int seen_out_once;              /* a sample saw the stretch in progress */
     double longest_gap;             /* longest stretch without progress */
     int blocked;                    /* a block was reported and has not ended */
+    int blind;                      /* Python found the counters stale (see below) */
+    uint64_t blind_switches;        /* the switch count they were stale at */
     uint64_t ignored_switches;      /* ignore_current(): switch count to ignore */
     int ignoring;
     double next_call;               /* monitoring functions due; 0 = none */
@@ -78,66 +97,94 @@ typedef struct hm_record {
     uint64_t blocks;                /* blockages reported */
     double longest_block;           /* seconds */
     uint64_t histogram[HM_HIST_BUCKETS + 1];
-    int gil_fd;                     /* where to write the GIL-held stack dump, or -1 */
-    int gil_signal;                 /* signal faulthandler listens to, or 0 */
+    int gil_dump;                   /* arm the GIL stack dump for its blocks */
     struct hm_record *next;
 } hm_record;
 
-/* sampler.c: the native thread. */
+/* A copy of a record's figures, taken under the lock. */
+typedef struct {
+    uint64_t switches;
+    uint64_t hub_switches;
+    uint64_t blocks;
+    double longest_block;
+    int blocked_now;
+    double current_block;
+    double longest_gap;
+    double threshold;
+    uint64_t histogram[HM_HIST_BUCKETS + 1];
+} hm_record_figures;
+
+/* One event for Python: plain facts copied out of a record under the lock. */
+typedef struct {
+    int kind;                       /* HM_EVENT_* */
+    int64_t record_id;
+    double value;                   /* seconds (a duration), or bytes (memory) */
+    uintptr_t current;
+    uint64_t switches;              /* the record's switch count when decided */
+    unsigned long thread_ident;
+    long thread_tid;
+    int gil_dump;
+} hm_event;
+
+/* sampler.c: the native thread, the records and their lock. */
 extern pthread_mutex_t hm_sampler_lock;
 extern atomic_int hm_dozing;
-void hm_sampler_poke(void);
+extern atomic_int hm_resume_pending;
 double hm_monotonic(void);
 hm_record *hm_record_new(int mode, uintptr_t hub, double threshold, int reports);
+void hm_record_incref(hm_record *rec);
 void hm_record_decref(hm_record *rec);
+void hm_record_figures_get(hm_record *rec, int finish, hm_record_figures *out);
+void hm_record_threshold_set(hm_record *rec, double threshold);
+void hm_record_ignore_set(hm_record *rec, int ignoring);
+void hm_record_next_call_set(hm_record *rec, double when);
+void hm_record_call_done(hm_record *rec, double next_call);
+void hm_record_gil_dump_set(hm_record *rec, int on);
 int hm_sampler_add(hm_record *rec);
 void hm_sampler_remove(hm_record *rec);
-void hm_sampler_wake(void);
+void hm_sampler_poke(void);
+void hm_sampler_resume(void);
 int hm_sampler_start(void);
-void hm_sampler_stop(void);
+void hm_sampler_shutdown(void);
 int hm_sampler_is_running(void);
+int hm_sampler_is_shut_down(void);
 long hm_sampler_native_id(void);
 int hm_sampler_stopping(void);
-void hm_sampler_call_done(int64_t record_id, double next_call);
-void hm_sampler_set_memory(double limit_bytes, double period);
+pid_t hm_sampler_pid(void);
+void hm_sampler_memory_set(double limit_bytes, double period);
 void hm_sampler_memory_done(int exceeded);
 void hm_sampler_atfork_prepare(void);
 void hm_sampler_atfork_parent(void);
 void hm_sampler_atfork_child(void);
-int hm_sampler_reinit_after_fork(unsigned long survivor_ident);
+void hm_sampler_reinit_after_fork(unsigned long survivor_ident);
 double hm_sampler_period(void);
 
 /* callbacks.c: the only code that takes the GIL from the native thread. */
-typedef enum {
-    HM_EVENT_BLOCKED,
-    HM_EVENT_UNBLOCKED,
-    HM_EVENT_CALL,
-    HM_EVENT_MEMORY
-} hm_event_kind;
-
-typedef struct {
-    hm_event_kind kind;
-    int64_t record_id;
-    double duration;
-    uintptr_t current;
-    unsigned long thread_ident;
-    pthread_t thread;
-    long thread_tid;
-    int gil_fd;
-    int gil_signal;
-    double threshold;
-} hm_event;
-
-void hm_callback_dispatch(const hm_event *event);
+int hm_callback_handler_set(PyObject *handler);
+void hm_callback_handler_clear(void);
+int hm_callback_dispatch(const hm_event *event);
+void hm_callback_thread_exit(void);
+void hm_callback_atfork_child(void);
 int hm_gil_handler_install(int signum);
+int hm_gil_dump_enable(int fd);
+void hm_gil_dump_disable(void);
+int hm_signal_disposition(int signum);
 
-/* tracer.c */
+/* tracer.c and record.c: the two Python types of a thread's tracing. */
 extern PyType_Spec hm_tracer_spec;
 extern PyType_Spec hm_noop_tracer_spec;
+extern PyType_Spec hm_record_spec;
 
 typedef struct {
     PyTypeObject *tracer_type;
     PyTypeObject *noop_tracer_type;
+    PyTypeObject *record_type;
 } hm_module_state;
+
+/* The Python handle of a record (record.c); tracer.c reads `rec`. */
+typedef struct {
+    PyObject_HEAD
+    hm_record *rec;         /* owned reference */
+} hm_record_object;
 
 #endif /* HUBMON_H */

@@ -2,20 +2,28 @@
  * module.c: hubmon._core's initialisation (multi-phase), its functions,
  * and the process hooks (fork).
  *
- * Exit: hubmon/__init__.py registers _core.shutdown with atexit, which stops
- * and joins the native thread before the interpreter finalizes.
+ * Exit: hubmon/__init__.py calls _core.shutdown from an atexit hook, which
+ * stops and joins the native thread for good before the interpreter
+ * finalizes.
  * Fork: a pthread_atfork handler keeps hm_sampler_lock consistent and marks
  * the native thread gone in the child; os.register_at_fork calls
- * _core.after_fork_child, which restarts it for the thread that forked.
+ * _core.after_fork_child, which keeps the records of the thread that forked;
+ * the native thread restarts when the child's hub runs.
  * Sub-interpreters are not supported: the native thread belongs to the main
  * interpreter.
  */
 #include "hubmon.h"
 
+#include <limits.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+
 PyDoc_STRVAR(shutdown_doc,
 "shutdown()\n--\n\n"
-"Stop and join the native thread. Registered with atexit; safe to call\n"
-"more than once. A later monitor starts the thread again.");
+"Stop and join the native thread for good: hubmon/__init__.py registers it\n"
+"with atexit, so no thread asks for the GIL while the interpreter\n"
+"finalizes. Safe to call more than once; no monitor starts afterwards.");
 
 static PyObject *
 hm_shutdown(PyObject *module, PyObject *unused)
@@ -24,24 +32,37 @@ hm_shutdown(PyObject *module, PyObject *unused)
     (void)unused;
     /* The native thread may be waiting for the GIL: release it meanwhile. */
     Py_BEGIN_ALLOW_THREADS
-    hm_sampler_stop();
+    hm_sampler_shutdown();
     Py_END_ALLOW_THREADS
+    hm_callback_handler_clear();
     Py_RETURN_NONE;
 }
 
 PyDoc_STRVAR(after_fork_child_doc,
 "after_fork_child()\n--\n\n"
-"In a forked child: keep the records of the calling thread and restart\n"
-"the native thread if there is anything to watch.");
+"In a forked child: keep the records of the calling thread; the native\n"
+"thread restarts at the child's first switch into a hub.");
 
 static PyObject *
 hm_after_fork_child(PyObject *module, PyObject *unused)
 {
     (void)module;
     (void)unused;
-    if (hm_sampler_reinit_after_fork(PyThread_get_thread_ident()) != 0) {
-        PyErr_SetString(PyExc_RuntimeError,
-                        "cannot restart the hubmon native thread after fork");
+    hm_sampler_reinit_after_fork(PyThread_get_thread_ident());
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(set_event_handler_doc,
+"set_event_handler(handler)\n--\n\n"
+"The callable the native thread calls, holding the GIL, for each event:\n"
+"handler(kind, record_id, value, current, gil_wait, switches). It answers\n"
+"False to reject a blocked event that the evidence contradicts.");
+
+static PyObject *
+hm_set_event_handler(PyObject *module, PyObject *handler)
+{
+    (void)module;
+    if (hm_callback_handler_set(handler) < 0) {
         return NULL;
     }
     Py_RETURN_NONE;
@@ -83,7 +104,8 @@ hm_sampler_period_py(PyObject *module, PyObject *unused)
 
 PyDoc_STRVAR(set_memory_watch_doc,
 "set_memory_watch(limit_bytes, period)\n--\n\n"
-"Watch the process's memory every `period` seconds; limit 0 turns it off.");
+"Watch the process's memory every `period` seconds (finite, > 0); a limit\n"
+"of 0 turns it off. ValueError for other values.");
 
 static PyObject *
 hm_set_memory_watch(PyObject *module, PyObject *args)
@@ -93,17 +115,61 @@ hm_set_memory_watch(PyObject *module, PyObject *args)
     if (!PyArg_ParseTuple(args, "dd:set_memory_watch", &limit, &period)) {
         return NULL;
     }
-    if (limit < 0 || !(period > 0)) {
+    if (!(limit >= 0) || !isfinite(limit) || !(period > 0) || !isfinite(period)) {
         PyErr_Format(PyExc_ValueError,
-                     "limit must be >= 0 and period > 0, not %R", args);
+                     "limit must be finite and >= 0 and period finite and > 0, not %R", args);
         return NULL;
     }
     if (limit > 0 && hm_sampler_start() != 0) {
         PyErr_SetString(PyExc_RuntimeError, "cannot start the hubmon native thread");
         return NULL;
     }
-    hm_sampler_set_memory(limit, period);
+    hm_sampler_memory_set(limit, period);
     Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(memory_done_doc,
+"memory_done(exceeded)\n--\n\n"
+"Acknowledge a memory event: 1 over the limit, 0 under it, -1 unknown.");
+
+static PyObject *
+hm_memory_done(PyObject *module, PyObject *arg)
+{
+    (void)module;
+    int overflow = 0;
+    long exceeded = PyLong_AsLongAndOverflow(arg, &overflow);
+    if (exceeded == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (overflow || exceeded < -1 || exceeded > 1) {
+        PyErr_Format(PyExc_ValueError, "exceeded must be -1, 0 or 1, not %R", arg);
+        return NULL;
+    }
+    hm_sampler_memory_done((int)exceeded);
+    Py_RETURN_NONE;
+}
+
+/* Parses a signal number from 1 to NSIG - 1. Needs the GIL. Returns it, or
+   -1 with an exception set. */
+static int
+parse_signal(PyObject *arg)
+{
+    if (PyBool_Check(arg) || !PyLong_Check(arg)) {
+        PyErr_Format(PyExc_TypeError, "a signal number must be an int, not %.100s",
+                     Py_TYPE(arg)->tp_name);
+        return -1;
+    }
+    int overflow = 0;
+    long signum = PyLong_AsLongAndOverflow(arg, &overflow);
+    if (signum == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    if (overflow || signum < 1 || signum >= NSIG) {
+        PyErr_Format(PyExc_ValueError, "signal number must be from 1 to %d, not %R",
+                     NSIG - 1, arg);
+        return -1;
+    }
+    return (int)signum;
 }
 
 PyDoc_STRVAR(install_gil_handler_doc,
@@ -114,13 +180,95 @@ static PyObject *
 hm_install_gil_handler(PyObject *module, PyObject *arg)
 {
     (void)module;
-    int signum = PyLong_AsLong(arg);
-    if (signum == -1 && PyErr_Occurred()) {
+    int signum = parse_signal(arg);
+    if (signum < 0) {
         return NULL;
     }
     if (hm_gil_handler_install(signum) != 0) {
         return NULL;
     }
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(signal_disposition_doc,
+"signal_disposition(signum) -> str\n--\n\n"
+"What is installed for signum: 'default', 'ignore', 'hubmon' or 'other'.");
+
+static PyObject *
+hm_signal_disposition_py(PyObject *module, PyObject *arg)
+{
+    (void)module;
+    static const char *names[] = {"default", "ignore", "hubmon", "other"};
+    int signum = parse_signal(arg);
+    if (signum < 0) {
+        return NULL;
+    }
+    int kind = hm_signal_disposition(signum);
+    if (kind < 0) {
+        PyErr_Format(PyExc_ValueError, "%d is not a signal here", signum);
+        return NULL;
+    }
+    return PyUnicode_FromString(names[kind]);
+}
+
+PyDoc_STRVAR(gil_dump_enable_doc,
+"gil_dump_enable(fd) -> int\n--\n\n"
+"Turn the GIL stack dump on, writing into a duplicate of fd that hubmon\n"
+"owns; returns the duplicate (for faulthandler.register).");
+
+static PyObject *
+hm_gil_dump_enable_py(PyObject *module, PyObject *arg)
+{
+    (void)module;
+    int overflow = 0;
+    long fd = PyLong_Check(arg) && !PyBool_Check(arg)
+        ? PyLong_AsLongAndOverflow(arg, &overflow) : -2;
+    if (fd == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (overflow || fd < 0 || fd > INT_MAX) {
+        PyErr_Format(PyExc_ValueError, "fd must be a file descriptor (an int >= 0), not %R",
+                     arg);
+        return NULL;
+    }
+    int copy = hm_gil_dump_enable((int)fd);
+    if (copy < 0) {
+        return NULL;
+    }
+    return PyLong_FromLong(copy);
+}
+
+PyDoc_STRVAR(gil_dump_disable_doc,
+"gil_dump_disable()\n--\n\n"
+"Turn the GIL stack dump off and close hubmon's duplicate descriptor.");
+
+static PyObject *
+hm_gil_dump_disable_py(PyObject *module, PyObject *unused)
+{
+    (void)module;
+    (void)unused;
+    hm_gil_dump_disable();
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(name_this_thread_doc,
+"name_this_thread(name)\n--\n\n"
+"Give the calling OS thread a name (at most 15 bytes kept), as seen in\n"
+"/proc/self/task/*/comm and by debuggers. Does nothing where unsupported.");
+
+static PyObject *
+hm_name_this_thread(PyObject *module, PyObject *arg)
+{
+    (void)module;
+    const char *name = PyUnicode_AsUTF8(arg);
+    if (name == NULL) {
+        return NULL;
+    }
+#if defined(__linux__) && defined(_GNU_SOURCE)
+    char shortened[16];
+    snprintf(shortened, sizeof(shortened), "%s", name);
+    pthread_setname_np(pthread_self(), shortened);
+#endif
     Py_RETURN_NONE;
 }
 
@@ -162,11 +310,17 @@ hm_histogram_bounds(PyObject *module, PyObject *unused)
 static PyMethodDef module_methods[] = {
     {"shutdown", hm_shutdown, METH_NOARGS, shutdown_doc},
     {"after_fork_child", hm_after_fork_child, METH_NOARGS, after_fork_child_doc},
+    {"set_event_handler", hm_set_event_handler, METH_O, set_event_handler_doc},
     {"sampler_running", hm_sampler_running, METH_NOARGS, sampler_running_doc},
     {"sampler_native_id", hm_sampler_native_id_py, METH_NOARGS, sampler_native_id_doc},
     {"sampler_period", hm_sampler_period_py, METH_NOARGS, sampler_period_doc},
     {"set_memory_watch", hm_set_memory_watch, METH_VARARGS, set_memory_watch_doc},
+    {"memory_done", hm_memory_done, METH_O, memory_done_doc},
     {"install_gil_handler", hm_install_gil_handler, METH_O, install_gil_handler_doc},
+    {"signal_disposition", hm_signal_disposition_py, METH_O, signal_disposition_doc},
+    {"gil_dump_enable", hm_gil_dump_enable_py, METH_O, gil_dump_enable_doc},
+    {"gil_dump_disable", hm_gil_dump_disable_py, METH_NOARGS, gil_dump_disable_doc},
+    {"name_this_thread", hm_name_this_thread, METH_O, name_this_thread_doc},
     {"monotonic", hm_monotonic_py, METH_NOARGS, monotonic_doc},
     {"histogram_bounds", hm_histogram_bounds, METH_NOARGS, histogram_bounds_doc},
     {NULL, NULL, 0, NULL}
@@ -191,7 +345,6 @@ static int
 module_exec(PyObject *module)
 {
     hm_module_state *state = PyModule_GetState(module);
-    PyObject *bounds = NULL;
 
     if (PyInterpreterState_Get() != PyInterpreterState_Main()) {
         PyErr_SetString(PyExc_ImportError,
@@ -214,6 +367,20 @@ module_exec(PyObject *module)
     if (PyModule_AddType(module, state->noop_tracer_type) < 0) {
         goto error;
     }
+    state->record_type = (PyTypeObject *)PyType_FromModuleAndSpec(
+        module, &hm_record_spec, NULL);
+    if (state->record_type == NULL) {
+        goto error;
+    }
+    if (PyModule_AddType(module, state->record_type) < 0) {
+        goto error;
+    }
+    if (PyModule_AddIntConstant(module, "EVENT_BLOCKED", HM_EVENT_BLOCKED) < 0
+            || PyModule_AddIntConstant(module, "EVENT_UNBLOCKED", HM_EVENT_UNBLOCKED) < 0
+            || PyModule_AddIntConstant(module, "EVENT_CALL", HM_EVENT_CALL) < 0
+            || PyModule_AddIntConstant(module, "EVENT_MEMORY", HM_EVENT_MEMORY) < 0) {
+        goto error;
+    }
     pthread_once(&atfork_once, register_atfork);
     if (atfork_result != 0) {
         PyErr_SetString(PyExc_ImportError, "pthread_atfork failed");
@@ -222,7 +389,6 @@ module_exec(PyObject *module)
     return 0;
 
 error:
-    Py_XDECREF(bounds);
     return -1;
 }
 
@@ -232,6 +398,7 @@ module_traverse(PyObject *module, visitproc visit, void *arg)
     hm_module_state *state = PyModule_GetState(module);
     Py_VISIT(state->tracer_type);
     Py_VISIT(state->noop_tracer_type);
+    Py_VISIT(state->record_type);
     return 0;
 }
 
@@ -241,6 +408,7 @@ module_clear(PyObject *module)
     hm_module_state *state = PyModule_GetState(module);
     Py_CLEAR(state->tracer_type);
     Py_CLEAR(state->noop_tracer_type);
+    Py_CLEAR(state->record_type);
     return 0;
 }
 

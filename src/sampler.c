@@ -1,11 +1,12 @@
 /*
- * sampler.c: the one native thread of the process.
+ * sampler.c: the one native thread of the process, and the records it reads.
  *
  * It wakes at a period derived from the smallest threshold, reads every
  * record's counters without the GIL, and decides whether a hub is blocked.
  * It never touches a Python object: when something must be reported it
  * copies plain facts into an hm_event, drops hm_sampler_lock, and hands the
- * event to callbacks.c, which takes the GIL. Lock order is GIL first, then
+ * event to callbacks.c, which takes the GIL and returns the handler's
+ * outcome; the sampler then acts on it. Lock order is GIL first, then
  * hm_sampler_lock; this thread never waits for the GIL holding the lock.
  */
 #include "hubmon.h"
@@ -28,6 +29,8 @@
 #define HM_MAX_PERIOD 1.0
 /* How many events one pass hands to Python; the rest wait for the next pass. */
 #define HM_MAX_EVENTS 32
+/* When an event could not reach Python, how soon its work is retried. */
+#define HM_RETRY_DELAY 0.1
 
 const double hm_hist_bounds_ms[HM_HIST_BUCKETS] = {
     1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500
@@ -39,6 +42,11 @@ pthread_mutex_t hm_sampler_lock = PTHREAD_MUTEX_INITIALIZER;
    tracer on each switch away from a hub. */
 atomic_int hm_dozing;
 
+/* 1 in a forked child whose native thread has not been restarted yet: the
+   tracer restarts it at the first switch into a hub (see
+   hm_sampler_reinit_after_fork). */
+atomic_int hm_resume_pending;
+
 /* Process-wide state of the native thread, guarded by hm_sampler_lock.
    Plain C only: after fork() the child handler resets the synchronisation
    objects and marks the thread gone. */
@@ -48,7 +56,9 @@ static struct {
     pthread_t thread;
     int thread_exists;          /* created and not yet joined */
     int stop_requested;
+    int shut_down;              /* permanent: the interpreter is exiting */
     long native_id;
+    pid_t pid;                  /* the process the thread runs in */
     hm_record *records;
     int64_t next_id;
     double mem_limit;           /* bytes; 0 = memory not watched */
@@ -69,7 +79,7 @@ hm_monotonic(void)
 }
 
 /* Initialises the condition variable on the monotonic clock.
-   Needs hm_sampler_lock. Returns 0, or -1 with errno-style failure. */
+   Needs hm_sampler_lock (or a single thread, after fork). Returns 0 or -1. */
 static int
 cond_init(void)
 {
@@ -87,8 +97,9 @@ cond_init(void)
     return 0;
 }
 
-/* Allocates a record with one reference (the caller's). Needs nothing.
-   Returns NULL when out of memory (no Python exception is set). */
+/* Allocates a record for the calling thread with one reference (the
+   caller's). Needs nothing. Returns NULL when out of memory (no Python
+   exception is set). */
 hm_record *
 hm_record_new(int mode, uintptr_t hub, double threshold, int reports)
 {
@@ -111,11 +122,19 @@ hm_record_new(int mode, uintptr_t hub, double threshold, int reports)
     rec->thread_tid = (long)syscall(SYS_gettid);
 #endif
     rec->since = rec->since_late = rec->last_sample = hm_monotonic();
-    rec->gil_fd = -1;
     pthread_mutex_lock(&hm_sampler_lock);
     rec->id = ++S.next_id;
     pthread_mutex_unlock(&hm_sampler_lock);
     return rec;
+}
+
+/* Takes one more reference. Needs hm_sampler_lock NOT held. */
+void
+hm_record_incref(hm_record *rec)
+{
+    pthread_mutex_lock(&hm_sampler_lock);
+    rec->refcnt++;
+    pthread_mutex_unlock(&hm_sampler_lock);
 }
 
 /* Drops one reference; frees the record at zero. Needs hm_sampler_lock NOT
@@ -180,16 +199,27 @@ static int
 sample_record(hm_record *rec, double now, hm_event *ev)
 {
     /* Relaxed loads: a stale value delays detection by one period at most. */
+    uint64_t all = atomic_load_explicit(&rec->switches, memory_order_relaxed);
     uint64_t count = rec->mode == HM_MODE_HUB
-        ? atomic_load_explicit(&rec->hub_switches, memory_order_relaxed)
-        : atomic_load_explicit(&rec->switches, memory_order_relaxed);
+        ? atomic_load_explicit(&rec->hub_switches, memory_order_relaxed) : all;
     int fine = rec->mode == HM_MODE_HUB
         && atomic_load_explicit(&rec->hub_running, memory_order_relaxed);
     int emit = 0;
 
-    if (rec->ignoring
-            && atomic_load_explicit(&rec->switches, memory_order_relaxed)
-               != rec->ignored_switches) {
+    if (rec->blind) {
+        if (all == rec->blind_switches) {
+            /* The tracer is still not called: nothing here can be judged. */
+            rec->last_sample = now;
+            return 0;
+        }
+        /* The tracer sees switches again: start afresh from this sample. */
+        rec->blind = 0;
+        rec->seen = count;
+        rec->since = rec->since_late = rec->last_sample = now;
+        rec->seen_out_once = 0;
+        return 0;
+    }
+    if (rec->ignoring && all != rec->ignored_switches) {
         rec->ignoring = 0;      /* the ignored greenlet switched away */
     }
     if (fine || count != rec->seen) {
@@ -203,7 +233,7 @@ sample_record(hm_record *rec, double now, hm_event *ev)
             }
             memset(ev, 0, sizeof(*ev));
             ev->kind = HM_EVENT_UNBLOCKED;
-            ev->duration = stretch;
+            ev->value = stretch;
             emit = 1;
         }
         if (rec->seen_out_once) {
@@ -235,8 +265,9 @@ sample_record(hm_record *rec, double now, hm_event *ev)
         rec->blocks++;
         memset(ev, 0, sizeof(*ev));
         ev->kind = HM_EVENT_BLOCKED;
-        ev->duration = gap;
+        ev->value = gap;
         ev->current = atomic_load_explicit(&rec->current, memory_order_relaxed);
+        ev->switches = all;
         emit = 1;
     }
     return emit;
@@ -248,7 +279,7 @@ static double
 read_rss(void)
 {
 #ifdef __linux__
-    FILE *f = fopen("/proc/self/statm", "r");
+    FILE *f = fopen("/proc/self/statm", "re");
     if (f == NULL) {
         return -1.0;
     }
@@ -270,11 +301,57 @@ event_from_record(hm_event *ev, const hm_record *rec)
 {
     ev->record_id = rec->id;
     ev->thread_ident = rec->thread_ident;
-    ev->thread = rec->thread;
     ev->thread_tid = rec->thread_tid;
-    ev->gil_fd = rec->gil_fd;
-    ev->gil_signal = rec->gil_signal;
-    ev->threshold = rec->threshold;
+    ev->gil_dump = rec->gil_dump;
+}
+
+/* The sampled record with this id, or NULL. Needs hm_sampler_lock. */
+static hm_record *
+find_record(int64_t id)
+{
+    for (hm_record *r = S.records; r != NULL; r = r->next) {
+        if (r->id == id) {
+            return r;
+        }
+    }
+    return NULL;
+}
+
+/* Acts on what became of one event. Needs hm_sampler_lock. */
+static void
+apply_outcome(const hm_event *ev, int outcome)
+{
+    hm_record *rec = find_record(ev->record_id);
+    switch (ev->kind) {
+    case HM_EVENT_BLOCKED:
+        if (outcome == HM_OUTCOME_REJECTED && rec != NULL) {
+            /* Python saw that the counters are stale (the running greenlet
+               is not the one the tracer last saw): no block was reported,
+               and none is judged until the tracer is called again. */
+            rec->blocked = 0;
+            if (rec->blocks > 0) {
+                rec->blocks--;
+            }
+            rec->blind = 1;
+            rec->blind_switches = ev->switches;
+        }
+        break;
+    case HM_EVENT_CALL:
+        /* When delivered, Python acknowledges with hm_record_call_done(). */
+        if (outcome == HM_OUTCOME_NOT_DELIVERED && rec != NULL) {
+            rec->call_pending = 0;
+            rec->next_call = hm_monotonic() + HM_RETRY_DELAY;
+        }
+        break;
+    case HM_EVENT_MEMORY:
+        /* When delivered, Python acknowledges with hm_sampler_memory_done(). */
+        if (outcome == HM_OUTCOME_NOT_DELIVERED) {
+            S.mem_pending = 0;
+        }
+        break;
+    default:
+        break;
+    }
 }
 
 /* Whether the thread may doze: every record watches a hub that is running
@@ -291,7 +368,7 @@ may_doze(void)
     }
     for (int pass = 0; pass < 2; pass++) {
         for (hm_record *r = S.records; r != NULL; r = r->next) {
-            if (r->mode != HM_MODE_HUB || r->blocked
+            if (r->mode != HM_MODE_HUB || r->blocked || r->blind
                     || !atomic_load(&r->hub_running)) {
                 atomic_store(&hm_dozing, 0);
                 return 0;
@@ -312,46 +389,92 @@ doze_length(double period)
     return length < 0.05 ? 0.05 : length > 2.0 ? 2.0 : length;
 }
 
-/* During a doze every hub was running until the tracer's wake-up: the
-   stretches start then, not at the last sample. Needs hm_sampler_lock. */
+/* The stretches start now, for every record. Needs hm_sampler_lock. */
 static void
-restart_stretches(void)
+restart_stretches(double now)
 {
-    double now = hm_monotonic();
     for (hm_record *r = S.records; r != NULL; r = r->next) {
         r->since = r->since_late = r->last_sample = now;
         r->seen_out_once = 0;
     }
 }
 
-static void
-wake_from_doze(void)
-{
-    /* A wake-up by the tracer has restarted the stretches already. After a
-       timeout the normal sample decides: a hub still running restarts its
-       stretch; a hub that switched away without waking the thread (the
-       rare race of the tracer's relaxed read) is judged from the sample
-       before the doze, an upper bound, so its block is not missed. */
-    atomic_store(&hm_dozing, 0);
-}
-
 /* Called by the tracer, holding the GIL, at the first switch away from a hub
    while the thread dozes: wakes it. Takes hm_sampler_lock briefly (the lock
-   order, GIL then lock, holds). */
+   order, GIL then lock, holds) and reads the clock once per doze. */
 void
 hm_sampler_poke(void)
 {
     if (atomic_exchange(&hm_dozing, 0)) {
         pthread_mutex_lock(&hm_sampler_lock);
-        /* Restart the stretches now, before the switch goes on, so that
-           anything reading the records (stats(), assert_switches) sees a
-           stretch that starts at this switch. */
-        restart_stretches();
+        /* During the doze every hub ran until this switch: restart the
+           stretches now, before the switch goes on, so that anything reading
+           the records (stats(), assert_switches) sees a stretch that starts
+           here. */
+        restart_stretches(hm_monotonic());
         if (S.cond_ready) {
             pthread_cond_signal(&S.cond);
         }
         pthread_mutex_unlock(&hm_sampler_lock);
     }
+}
+
+/* Converts a monotonic deadline in seconds to a timespec. */
+static struct timespec
+to_timespec(double deadline)
+{
+    struct timespec ts;
+    ts.tv_sec = (time_t)deadline;
+    ts.tv_nsec = (long)((deadline - (double)ts.tv_sec) * 1e9);
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    if (ts.tv_nsec < 0) {
+        ts.tv_nsec = 0;
+    }
+    return ts;
+}
+
+/* Collects the events of one pass at time `now` into `events` (at most
+   HM_MAX_EVENTS); sets *more when some had to wait. Needs hm_sampler_lock. */
+static int
+collect_events(double now, hm_event *events, int *more)
+{
+    int count = 0;
+    *more = 0;
+    for (hm_record *r = S.records; r != NULL; r = r->next) {
+        if (count >= HM_MAX_EVENTS - 1) {
+            *more = 1;
+            break;
+        }
+        if (sample_record(r, now, &events[count])) {
+            event_from_record(&events[count], r);
+            count++;
+        }
+        if (r->next_call > 0 && now >= r->next_call && !r->call_pending) {
+            r->call_pending = 1;
+            memset(&events[count], 0, sizeof(hm_event));
+            events[count].kind = HM_EVENT_CALL;
+            event_from_record(&events[count], r);
+            count++;
+        }
+    }
+    if (S.mem_limit > 0 && now >= S.mem_next && !S.mem_pending && count < HM_MAX_EVENTS) {
+        S.mem_next = now + S.mem_period;
+        double rss = read_rss();
+        /* The resident set bounds the unique set size from above, so when it
+           is under the limit and nothing was exceeded before, there is
+           nothing to tell and no need for the GIL. */
+        if (rss < 0 || rss > S.mem_limit || S.mem_exceeded) {
+            S.mem_pending = 1;
+            memset(&events[count], 0, sizeof(hm_event));
+            events[count].kind = HM_EVENT_MEMORY;
+            events[count].value = rss;
+            count++;
+        }
+    }
+    return count;
 }
 
 /* The body of the native thread. Holds hm_sampler_lock except while it
@@ -361,6 +484,7 @@ sampler_main(void *unused)
 {
     (void)unused;
     hm_event events[HM_MAX_EVENTS];
+    int outcomes[HM_MAX_EVENTS];
 #ifdef __linux__
     long tid = (long)syscall(SYS_gettid);
 #else
@@ -373,53 +497,17 @@ sampler_main(void *unused)
     pthread_mutex_lock(&hm_sampler_lock);
     S.native_id = tid;
     while (!S.stop_requested) {
-        double now = hm_monotonic();
-        int count = 0;
         int more = 0;
-
-        for (hm_record *r = S.records; r != NULL; r = r->next) {
-            if (count == HM_MAX_EVENTS) {
-                more = 1;
-                break;
-            }
-            if (sample_record(r, now, &events[count])) {
-                event_from_record(&events[count], r);
-                count++;
-            }
-            if (r->next_call > 0 && now >= r->next_call && !r->call_pending) {
-                if (count == HM_MAX_EVENTS) {
-                    more = 1;
-                    break;
-                }
-                r->call_pending = 1;
-                memset(&events[count], 0, sizeof(hm_event));
-                events[count].kind = HM_EVENT_CALL;
-                event_from_record(&events[count], r);
-                count++;
-            }
-        }
-        if (S.mem_limit > 0 && now >= S.mem_next && !S.mem_pending
-                && count < HM_MAX_EVENTS) {
-            S.mem_next = now + S.mem_period;
-            double rss = read_rss();
-            /* The resident set bounds the unique set size from above, so
-               when it is under the limit and nothing was exceeded before,
-               there is nothing to tell and no need for the GIL. */
-            if (rss < 0 || rss > S.mem_limit || S.mem_exceeded) {
-                S.mem_pending = 1;
-                memset(&events[count], 0, sizeof(hm_event));
-                events[count].kind = HM_EVENT_MEMORY;
-                events[count].duration = rss;
-                count++;
-            }
-        }
-
+        int count = collect_events(hm_monotonic(), events, &more);
         if (count > 0) {
             pthread_mutex_unlock(&hm_sampler_lock);
             for (int i = 0; i < count; i++) {
-                hm_callback_dispatch(&events[i]);
+                outcomes[i] = hm_callback_dispatch(&events[i]);
             }
             pthread_mutex_lock(&hm_sampler_lock);
+            for (int i = 0; i < count; i++) {
+                apply_outcome(&events[i], outcomes[i]);
+            }
             if (more) {
                 continue;
             }
@@ -436,31 +524,37 @@ sampler_main(void *unused)
         if (S.mem_limit > 0 && !S.mem_pending && S.mem_next < deadline) {
             deadline = S.mem_next;
         }
-        struct timespec ts;
-        ts.tv_sec = (time_t)deadline;
-        ts.tv_nsec = (long)((deadline - (double)ts.tv_sec) * 1e9);
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
+        struct timespec ts = to_timespec(deadline);
         if (!S.stop_requested) {
             pthread_cond_timedwait(&S.cond, &hm_sampler_lock, &ts);
         }
         if (dozing) {
-            wake_from_doze();
+            /* A wake-up by the tracer has restarted the stretches already.
+               After a timeout the normal sample decides: a hub still running
+               restarts its stretch; a hub that switched away without waking
+               the thread (the rare race of the tracer's relaxed read) is
+               judged from the sample before the doze, an upper bound, so its
+               block is not missed. */
+            atomic_store(&hm_dozing, 0);
         }
     }
     pthread_mutex_unlock(&hm_sampler_lock);
+    /* Give back the Python thread state kept for the thread's whole life. */
+    hm_callback_thread_exit();
     return NULL;
 }
 
 /* Starts the native thread unless it runs. Needs hm_sampler_lock.
-   Returns 0, or -1 when the thread cannot be created. */
+   Returns 0, or -1 when the thread cannot be created (or hubmon has shut
+   down for good). */
 static int
 start_locked(void)
 {
     if (S.thread_exists) {
         return 0;
+    }
+    if (S.shut_down) {
+        return -1;
     }
     if (!S.cond_ready && cond_init() != 0) {
         return -1;
@@ -471,12 +565,14 @@ start_locked(void)
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
     S.stop_requested = 0;
+    S.pid = getpid();
     int rc = pthread_create(&S.thread, NULL, sampler_main, NULL);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (rc != 0) {
         return -1;
     }
     S.thread_exists = 1;
+    atomic_store(&hm_resume_pending, 0);
     return 0;
 }
 
@@ -491,6 +587,25 @@ hm_sampler_start(void)
     return rc;
 }
 
+/* Called by the tracer, holding the GIL, at a switch into a hub while
+   hm_resume_pending is set (a forked child whose hub now runs): restarts the
+   native thread with every stretch starting now. Never fails loudly: a
+   thread that cannot start leaves the child unmonitored. */
+void
+hm_sampler_resume(void)
+{
+    if (atomic_exchange(&hm_resume_pending, 0)) {
+        pthread_mutex_lock(&hm_sampler_lock);
+        double now = hm_monotonic();
+        restart_stretches(now);
+        S.mem_next = now + S.mem_period;
+        if (S.records != NULL || S.mem_limit > 0) {
+            (void)start_locked();
+        }
+        pthread_mutex_unlock(&hm_sampler_lock);
+    }
+}
+
 /* Adds a record to the sampled list (taking a reference) and starts the
    thread. Needs hm_sampler_lock NOT held. Returns 0, or -1 when the thread
    cannot start (the record is then not in the list). */
@@ -502,6 +617,10 @@ hm_sampler_add(hm_record *rec)
     if (rc == 0 && !rec->active) {
         rec->refcnt++;
         rec->active = 1;
+        rec->blocked = 0;
+        rec->blind = 0;
+        rec->seen = rec->mode == HM_MODE_HUB
+            ? atomic_load(&rec->hub_switches) : atomic_load(&rec->switches);
         rec->since = rec->since_late = rec->last_sample = hm_monotonic();
         rec->next = S.records;
         S.records = rec;
@@ -538,23 +657,110 @@ hm_sampler_remove(hm_record *rec)
     }
 }
 
-/* Wakes the thread so it recomputes its deadline. Needs nothing. */
-void
-hm_sampler_wake(void)
+/* Wakes the thread so it recomputes its deadline. Needs hm_sampler_lock. */
+static void
+wake_locked(void)
 {
-    pthread_mutex_lock(&hm_sampler_lock);
     if (S.cond_ready) {
         pthread_cond_signal(&S.cond);
     }
+}
+
+/* Copies the record's figures. With `finish`, the stretch without progress
+   still going on counts toward longest_gap (its lower bound, like the
+   others). Needs hm_sampler_lock NOT held. */
+void
+hm_record_figures_get(hm_record *rec, int finish, hm_record_figures *out)
+{
+    double now = hm_monotonic();
+    pthread_mutex_lock(&hm_sampler_lock);
+    out->switches = atomic_load(&rec->switches);
+    out->hub_switches = atomic_load(&rec->hub_switches);
+    uint64_t count = rec->mode == HM_MODE_HUB ? out->hub_switches : out->switches;
+    int fine = rec->mode == HM_MODE_HUB && atomic_load(&rec->hub_running);
+    out->longest_gap = rec->longest_gap;
+    if (finish && !fine && count == rec->seen && now - rec->since_late > out->longest_gap) {
+        out->longest_gap = now - rec->since_late;
+    }
+    out->blocks = rec->blocks;
+    out->longest_block = rec->longest_block;
+    out->blocked_now = rec->blocked;
+    out->current_block = rec->blocked ? now - rec->since : 0.0;
+    out->threshold = rec->threshold;
+    memcpy(out->histogram, rec->histogram, sizeof(out->histogram));
+    pthread_mutex_unlock(&hm_sampler_lock);
+    if (out->current_block > out->longest_block) {
+        out->longest_block = out->current_block;
+    }
+}
+
+/* Changes the threshold (seconds, checked by the caller). Needs the lock NOT
+   held. */
+void
+hm_record_threshold_set(hm_record *rec, double threshold)
+{
+    pthread_mutex_lock(&hm_sampler_lock);
+    rec->threshold = threshold;
+    wake_locked();
     pthread_mutex_unlock(&hm_sampler_lock);
 }
 
-/* Stops and joins the native thread. Must be called WITHOUT the GIL (the
-   thread may be waiting for it). Needs hm_sampler_lock NOT held. */
+/* ignore_current() (1) and monitor_current() (0). Needs the lock NOT held. */
 void
-hm_sampler_stop(void)
+hm_record_ignore_set(hm_record *rec, int ignoring)
 {
     pthread_mutex_lock(&hm_sampler_lock);
+    rec->ignoring = ignoring;
+    rec->ignored_switches = atomic_load(&rec->switches);
+    pthread_mutex_unlock(&hm_sampler_lock);
+}
+
+/* Asks for a CALL event at monotonic time `when` (0 cancels), unless one is
+   being handled: its acknowledgement sets the next time. Needs the lock NOT
+   held. */
+void
+hm_record_next_call_set(hm_record *rec, double when)
+{
+    pthread_mutex_lock(&hm_sampler_lock);
+    if (!rec->call_pending) {
+        rec->next_call = when;
+    }
+    wake_locked();
+    pthread_mutex_unlock(&hm_sampler_lock);
+}
+
+/* Python has run the monitoring functions of this record; they are next due
+   at `next_call` (0 = none). Needs the lock NOT held. */
+void
+hm_record_call_done(hm_record *rec, double next_call)
+{
+    pthread_mutex_lock(&hm_sampler_lock);
+    rec->next_call = next_call;
+    rec->call_pending = 0;
+    wake_locked();
+    pthread_mutex_unlock(&hm_sampler_lock);
+}
+
+/* Whether this record's blocks arm the GIL stack dump. Needs the lock NOT
+   held. */
+void
+hm_record_gil_dump_set(hm_record *rec, int on)
+{
+    pthread_mutex_lock(&hm_sampler_lock);
+    rec->gil_dump = on;
+    pthread_mutex_unlock(&hm_sampler_lock);
+}
+
+/* Stops and joins the native thread for good: the interpreter is exiting.
+   Must be called WITHOUT the GIL (the thread may be waiting for it, and it
+   needs the GIL once more to give back its thread state). Needs
+   hm_sampler_lock NOT held. */
+void
+hm_sampler_shutdown(void)
+{
+    pthread_mutex_lock(&hm_sampler_lock);
+    S.shut_down = 1;
+    atomic_store(&hm_resume_pending, 0);
     if (!S.thread_exists) {
         pthread_mutex_unlock(&hm_sampler_lock);
         return;
@@ -581,6 +787,16 @@ hm_sampler_stopping(void)
     return stopping;
 }
 
+/* The process the native thread was started in. Needs nothing. */
+pid_t
+hm_sampler_pid(void)
+{
+    pthread_mutex_lock(&hm_sampler_lock);
+    pid_t pid = S.pid;
+    pthread_mutex_unlock(&hm_sampler_lock);
+    return pid;
+}
+
 /* Whether the native thread exists. Needs nothing. */
 int
 hm_sampler_is_running(void)
@@ -589,6 +805,16 @@ hm_sampler_is_running(void)
     int running = S.thread_exists;
     pthread_mutex_unlock(&hm_sampler_lock);
     return running;
+}
+
+/* Whether hubmon has shut down for good. Needs nothing. */
+int
+hm_sampler_is_shut_down(void)
+{
+    pthread_mutex_lock(&hm_sampler_lock);
+    int down = S.shut_down;
+    pthread_mutex_unlock(&hm_sampler_lock);
+    return down;
 }
 
 /* The kernel thread id of the native thread, or 0. Needs nothing. */
@@ -604,7 +830,7 @@ hm_sampler_native_id(void)
 /* Sets the process-wide memory watch: limit in bytes (0 turns it off) and
    the period in seconds. Needs hm_sampler_lock NOT held. */
 void
-hm_sampler_set_memory(double limit_bytes, double period)
+hm_sampler_memory_set(double limit_bytes, double period)
 {
     pthread_mutex_lock(&hm_sampler_lock);
     S.mem_limit = limit_bytes;
@@ -613,9 +839,7 @@ hm_sampler_set_memory(double limit_bytes, double period)
     if (limit_bytes <= 0) {
         S.mem_exceeded = 0;
     }
-    if (S.cond_ready) {
-        pthread_cond_signal(&S.cond);
-    }
+    wake_locked();
     pthread_mutex_unlock(&hm_sampler_lock);
 }
 
@@ -629,22 +853,7 @@ hm_sampler_memory_done(int exceeded)
         S.mem_exceeded = exceeded;
     }
     S.mem_pending = 0;
-    pthread_mutex_unlock(&hm_sampler_lock);
-}
-
-/* Python has run the monitoring functions of record `record_id`; they are
-   next due at `next_call` (0 = none). Needs the lock NOT held. */
-void
-hm_sampler_call_done(int64_t record_id, double next_call)
-{
-    pthread_mutex_lock(&hm_sampler_lock);
-    for (hm_record *r = S.records; r != NULL; r = r->next) {
-        if (r->id == record_id) {
-            r->next_call = next_call;
-            r->call_pending = 0;
-            break;
-        }
-    }
+    wake_locked();      /* it may sleep past the next measurement otherwise */
     pthread_mutex_unlock(&hm_sampler_lock);
 }
 
@@ -664,7 +873,8 @@ hm_sampler_atfork_parent(void)
 }
 
 /* In the child only the forking thread exists: the native thread is gone,
-   and its condition variable may be in any state. */
+   with its Python thread state, and its condition variable may be in any
+   state. Async-signal-safe work only. */
 void
 hm_sampler_atfork_child(void)
 {
@@ -673,16 +883,21 @@ hm_sampler_atfork_child(void)
     S.stop_requested = 0;
     S.native_id = 0;
     atomic_store(&hm_dozing, 0);
+    atomic_store(&hm_resume_pending, 0);
     S.mem_pending = 0;
     S.cond_ready = 0;
     cond_init();
+    hm_callback_atfork_child();
 }
 
 /* After fork, in the child, holding the GIL: keeps only the records of the
-   thread that forked (the others' threads do not exist in the child), resets
-   their timing, and restarts the native thread if there is work.
-   Returns 0, or -1 when the thread cannot be started. */
-int
+   thread that forked (the others' threads do not exist in the child) and
+   resets their timing. The native thread is NOT restarted here: a child
+   that forks only to exec (subprocess, os.fork then os.execv) must never be
+   reported for its pre-exec code. The tracer restarts it at the child's
+   first switch into a hub (hm_sampler_resume), when the child goes on
+   running its hub. */
+void
 hm_sampler_reinit_after_fork(unsigned long survivor_ident)
 {
     hm_record *dropped = NULL;
@@ -704,13 +919,13 @@ hm_sampler_reinit_after_fork(unsigned long survivor_ident)
 #endif
         r->since = r->since_late = r->last_sample = now;
         r->blocked = 0;
+        r->blind = 0;
         r->call_pending = 0;
         link = &r->next;
     }
     S.mem_next = now + S.mem_period;
-    int rc = 0;
-    if (S.records != NULL || S.mem_limit > 0) {
-        rc = start_locked();
+    if (!S.shut_down && (S.records != NULL || S.mem_limit > 0)) {
+        atomic_store(&hm_resume_pending, 1);
     }
     pthread_mutex_unlock(&hm_sampler_lock);
     while (dropped != NULL) {
@@ -719,5 +934,4 @@ hm_sampler_reinit_after_fork(unsigned long survivor_ident)
         hm_record_decref(dropped);
         dropped = next;
     }
-    return rc;
 }

@@ -1,27 +1,36 @@
 /*
- * tracer.c: the greenlet trace callable and its handle methods.
+ * tracer.c: a thread's greenlet trace function (the per-switch hot path).
  *
  * greenlet calls a thread's trace function as f(event, (origin, target))
- * on every switch, with tracing disabled meanwhile. hubmon's Tracer does as
- * little as it can there: it bumps a switch counter, notes whether the
- * target is the hub, stores the target's identity (an address, never a
- * reference) and calls the trace function that was installed before it.
- * No clock read, no allocation, no Python call of its own. A Tracer never
- * raises: greenlet would drop it and inject the error into the switch.
+ * on every switch, with tracing disabled meanwhile. hubmon installs ONE
+ * ThreadTracer per thread, whatever it monitors there: the records of that
+ * thread (a hub's Monitor, assert_switches scopes) sit in a small array, and
+ * starting, nesting and stopping them never adds a link to the thread's
+ * trace chain, from whichever thread the stop comes. Per switch and record
+ * it bumps a switch counter, notes whether the target is the hub and stores
+ * the target's identity (an address, never a reference); then it calls the
+ * trace function that was installed before it. No allocation and no Python
+ * call of its own. Two rare slow paths: the first switch away from a hub
+ * while the native thread dozes wakes it (a lock and a clock read, once per
+ * doze), and the first switch into a hub in a forked child starts it.
+ * A ThreadTracer never raises: greenlet would drop it and inject the error
+ * into the switch.
  */
 #include "hubmon.h"
 
 #include "structmember.h"
 
-#include <math.h>
 #include <string.h>
 
 typedef struct {
     PyObject_HEAD
     vectorcallfunc vectorcall;
-    hm_record *rec;         /* owned reference; NULL once detached */
     PyObject *previous;     /* the trace function installed before, or NULL */
+    hm_record **recs;       /* owned references */
+    Py_ssize_t count;
+    Py_ssize_t capacity;
     int installed;
+    PyObject *weakrefs;
 } hm_tracer;
 
 /* Adds one to a counter that only the traced thread writes: a relaxed
@@ -39,99 +48,66 @@ tracer_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf,
                   PyObject *kwnames)
 {
     hm_tracer *self = (hm_tracer *)callable;
-    hm_record *rec = self->rec;
-    if (rec != NULL && PyVectorcall_NARGS(nargsf) == 2) {
+    if (self->count > 0 && PyVectorcall_NARGS(nargsf) == 2) {
         PyObject *pair = args[1];
         if (PyTuple_Check(pair) && PyTuple_GET_SIZE(pair) == 2) {
             uintptr_t target = (uintptr_t)PyTuple_GET_ITEM(pair, 1);
-            HM_BUMP(rec->switches);
-            if (target == rec->hub) {
-                HM_BUMP(rec->hub_switches);
-                atomic_store_explicit(&rec->hub_running, 1, memory_order_relaxed);
-            }
-            else {
-                atomic_store_explicit(&rec->hub_running, 0, memory_order_relaxed);
-                /* The native thread dozes only while every hub runs: the
-                   first switch away from one wakes it. A relaxed load: in
-                   the rare race where it reads a stale 0, the doze ends at
-                   its timeout instead. */
-                if (atomic_load_explicit(&hm_dozing, memory_order_relaxed)) {
-                    hm_sampler_poke();
+            int away = 0, into_hub = 0;
+            for (Py_ssize_t i = 0; i < self->count; i++) {
+                hm_record *rec = self->recs[i];
+                HM_BUMP(rec->switches);
+                if (target == rec->hub) {
+                    HM_BUMP(rec->hub_switches);
+                    atomic_store_explicit(&rec->hub_running, 1, memory_order_relaxed);
+                    into_hub = 1;
                 }
+                else {
+                    atomic_store_explicit(&rec->hub_running, 0, memory_order_relaxed);
+                    away = 1;
+                }
+                atomic_store_explicit(&rec->current, target, memory_order_relaxed);
             }
-            atomic_store_explicit(&rec->current, target, memory_order_relaxed);
+            /* The native thread dozes only while every hub runs: the first
+               switch away from one wakes it. A relaxed load: in the rare
+               race where it reads a stale 0, the doze ends at its timeout
+               instead. */
+            if (away && atomic_load_explicit(&hm_dozing, memory_order_relaxed)) {
+                hm_sampler_poke();
+            }
+            if (into_hub && atomic_load_explicit(&hm_resume_pending, memory_order_relaxed)) {
+                hm_sampler_resume();
+            }
         }
     }
     if (self->previous != NULL) {
-        PyObject *result = PyObject_Vectorcall(self->previous, args, nargsf, kwnames);
+        PyObject *previous = self->previous;
+        Py_INCREF(previous);
+        PyObject *result = PyObject_Vectorcall(previous, args, nargsf, kwnames);
         if (result == NULL) {
             /* The previous function's error must not unhook hubmon. */
-            PyErr_WriteUnraisable(self->previous);
-            Py_RETURN_NONE;
+            PyErr_WriteUnraisable(previous);
+            result = Py_None;
+            Py_INCREF(result);
         }
+        Py_DECREF(previous);
         return result;
     }
     Py_RETURN_NONE;
 }
 
-/* Tracer(hub, current, threshold, *, mode="hub", report=True): a tracer and
-   its record. `hub` is the hub greenlet or None; `current` the greenlet
-   running now. Neither is kept: only their identities. */
+/* ThreadTracer(): a thread's trace function with no record yet. */
 static PyObject *
 tracer_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 {
-    static char *keywords[] = {"hub", "current", "threshold", "mode", "report", NULL};
-    PyObject *hub = NULL, *current = NULL;
-    double threshold = 0.0;
-    const char *mode_name = "hub";
-    int report = 1;
-    hm_tracer *self = NULL;
-
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOd|$sp:Tracer", keywords,
-                                     &hub, &current, &threshold, &mode_name,
-                                     &report)) {
-        goto error;
+    if ((kwargs != NULL && PyDict_GET_SIZE(kwargs) > 0) || PyTuple_GET_SIZE(args) > 0) {
+        PyErr_SetString(PyExc_TypeError, "ThreadTracer() takes no arguments");
+        return NULL;
     }
-    if (!(threshold > 0.0) || !isfinite(threshold)) {
-        PyErr_Format(PyExc_ValueError,
-                     "threshold must be a finite number of seconds > 0, not %R",
-                     PyTuple_GET_ITEM(args, 2));
-        goto error;
+    hm_tracer *self = (hm_tracer *)type->tp_alloc(type, 0);
+    if (self != NULL) {
+        self->vectorcall = tracer_vectorcall;
     }
-    int mode;
-    if (strcmp(mode_name, "hub") == 0) {
-        mode = HM_MODE_HUB;
-    }
-    else if (strcmp(mode_name, "any") == 0) {
-        mode = HM_MODE_ANY;
-    }
-    else {
-        PyErr_Format(PyExc_ValueError, "mode must be 'hub' or 'any', not %R",
-                     PyTuple_Size(args) > 3 ? PyTuple_GET_ITEM(args, 3) : Py_None);
-        goto error;
-    }
-    if (mode == HM_MODE_HUB && hub == Py_None) {
-        PyErr_SetString(PyExc_TypeError, "mode 'hub' needs a hub greenlet");
-        goto error;
-    }
-    self = (hm_tracer *)type->tp_alloc(type, 0);
-    if (self == NULL) {
-        goto error;
-    }
-    self->vectorcall = tracer_vectorcall;
-    uintptr_t hub_id = hub == Py_None ? 0 : (uintptr_t)hub;
-    self->rec = hm_record_new(mode, hub_id, threshold, report);
-    if (self->rec == NULL) {
-        PyErr_NoMemory();
-        goto error;
-    }
-    atomic_store(&self->rec->current, (uintptr_t)current);
-    atomic_store(&self->rec->hub_running, hub_id != 0 && (uintptr_t)current == hub_id);
     return (PyObject *)self;
-
-error:
-    Py_XDECREF(self);
-    return NULL;
 }
 
 static int
@@ -149,17 +125,18 @@ tracer_clear(hm_tracer *self)
     return 0;
 }
 
-/* Drops the record: out of the sampler's list, and this tracer's reference.
-   Needs the GIL. */
+/* Drops every record. Needs the GIL. */
 static void
-tracer_detach(hm_tracer *self)
+tracer_drop_records(hm_tracer *self)
 {
-    hm_record *rec = self->rec;
-    if (rec != NULL) {
-        self->rec = NULL;
-        hm_sampler_remove(rec);
-        hm_record_decref(rec);
+    hm_record **recs = self->recs;
+    Py_ssize_t count = self->count;
+    self->recs = NULL;
+    self->count = self->capacity = 0;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        hm_record_decref(recs[i]);
     }
+    PyMem_Free(recs);
 }
 
 static void
@@ -167,14 +144,17 @@ tracer_dealloc(hm_tracer *self)
 {
     PyTypeObject *type = Py_TYPE(self);
     PyObject_GC_UnTrack(self);
-    tracer_detach(self);
+    if (self->weakrefs != NULL) {
+        PyObject_ClearWeakRefs((PyObject *)self);
+    }
+    tracer_drop_records(self);
     tracer_clear(self);
     type->tp_free((PyObject *)self);
     Py_DECREF(type);
 }
 
-/* Calls greenlet.<name>(*args). Needs the GIL. Returns a new reference or
-   NULL with an exception set. */
+/* Calls greenlet.<name>(arg), or greenlet.<name>() when arg is NULL. Needs
+   the GIL. Returns a new reference or NULL with an exception set. */
 static PyObject *
 call_greenlet(const char *name, PyObject *arg)
 {
@@ -194,304 +174,155 @@ error:
     return result;
 }
 
+/* The record inside a _core.Record, or NULL with TypeError set. Needs the
+   GIL. */
+static hm_record *
+record_of(hm_tracer *self, PyObject *obj)
+{
+    PyObject *module = PyType_GetModule(Py_TYPE(self));
+    hm_module_state *state = module != NULL ? PyModule_GetState(module) : NULL;
+    if (state == NULL || !PyObject_TypeCheck(obj, state->record_type)) {
+        PyErr_Clear();
+        PyErr_Format(PyExc_TypeError, "expected a hubmon._core.Record, not %.100s",
+                     Py_TYPE(obj)->tp_name);
+        return NULL;
+    }
+    return ((hm_record_object *)obj)->rec;
+}
+
 PyDoc_STRVAR(install_doc,
-"install()\n--\n\n"
-"Install this tracer with greenlet.settrace() in the calling thread,\n"
-"chaining to the trace function installed before it.");
+"install() -> bool\n--\n\n"
+"Make this the calling thread's trace function, chaining to the one\n"
+"installed before, unless it is installed already. Returns whether it\n"
+"installed itself now. Once installed and replaced by a later trace\n"
+"function, it never installs itself again on top (the later function may\n"
+"chain to it: that would make a cycle); it does after settrace(None).\n"
+"hubmon keeps only a weak reference to a thread's tracer, so one that no\n"
+"chain holds any more is gone, and a new one is installed instead.");
 
 static PyObject *
 tracer_install(hm_tracer *self, PyObject *unused)
 {
     (void)unused;
-    if (self->installed) {
-        PyErr_SetString(PyExc_RuntimeError, "this tracer is already installed");
-        return NULL;
+    PyObject *now = NULL, *old = NULL, *result = NULL;
+    now = call_greenlet("gettrace", NULL);
+    if (now == NULL) {
+        goto error;
     }
-    PyObject *previous = call_greenlet("settrace", (PyObject *)self);
-    if (previous == NULL) {
-        return NULL;
+    if (now == (PyObject *)self || (self->installed && now != Py_None)) {
+        result = Py_False;
+        Py_INCREF(result);
+        goto error;
     }
-    if (previous == Py_None) {
-        Py_DECREF(previous);
-        previous = NULL;
+    old = call_greenlet("settrace", (PyObject *)self);
+    if (old == NULL) {
+        goto error;
     }
-    Py_XSETREF(self->previous, previous);
+    if (old == (PyObject *)self || old == Py_None) {
+        Py_CLEAR(self->previous);
+    }
+    else {
+        Py_INCREF(old);
+        Py_XSETREF(self->previous, old);
+    }
     self->installed = 1;
-    Py_RETURN_NONE;
+    result = Py_True;
+    Py_INCREF(result);
+error:
+    Py_XDECREF(now);
+    Py_XDECREF(old);
+    return result;
 }
 
 PyDoc_STRVAR(uninstall_doc,
 "uninstall() -> bool\n--\n\n"
-"Stop counting. If this tracer is the calling thread's trace function,\n"
-"put back the previous one and return True; otherwise (a later trace\n"
-"function chains to it) keep forwarding to the previous one and return\n"
-"False.");
+"If this is the calling thread's trace function, put back the previous\n"
+"one and return True; otherwise (a later trace function chains to it)\n"
+"leave it in place, forwarding to the previous one, and return False.");
 
 static PyObject *
 tracer_uninstall(hm_tracer *self, PyObject *unused)
 {
     (void)unused;
-    PyObject *now = NULL, *result = NULL;
-    tracer_detach(self);
-    if (!self->installed) {
-        Py_RETURN_FALSE;
-    }
+    PyObject *now = NULL, *old = NULL, *result = NULL;
     now = call_greenlet("gettrace", NULL);
     if (now == NULL) {
         goto error;
     }
-    if (now == (PyObject *)self) {
-        PyObject *previous = self->previous != NULL ? self->previous : Py_None;
-        PyObject *old = call_greenlet("settrace", previous);
-        if (old == NULL) {
-            goto error;
+    if (now != (PyObject *)self) {
+        if (now == Py_None) {
+            self->installed = 0;     /* someone cleared the chain */
+            Py_CLEAR(self->previous);
         }
-        Py_DECREF(old);
-        Py_CLEAR(self->previous);
-        self->installed = 0;
-        result = Py_True;
-    }
-    else {
         result = Py_False;
+        Py_INCREF(result);
+        goto error;
     }
+    old = call_greenlet("settrace", self->previous != NULL ? self->previous : Py_None);
+    if (old == NULL) {
+        goto error;
+    }
+    Py_CLEAR(self->previous);
+    self->installed = 0;
+    result = Py_True;
     Py_INCREF(result);
 error:
     Py_XDECREF(now);
+    Py_XDECREF(old);
     return result;
 }
 
-PyDoc_STRVAR(detach_doc,
-"detach()\n--\n\n"
-"Stop counting and sampling without touching any thread's trace\n"
-"function (for a stop from another thread): the tracer keeps\n"
-"forwarding to the previous trace function.");
+PyDoc_STRVAR(add_doc,
+"add(record)\n--\n\nCount this thread's switches into `record` too.");
 
 static PyObject *
-tracer_detach_py(hm_tracer *self, PyObject *unused)
+tracer_add(hm_tracer *self, PyObject *obj)
 {
-    (void)unused;
-    tracer_detach(self);
-    Py_RETURN_NONE;
-}
-
-PyDoc_STRVAR(start_doc,
-"start()\n--\n\nPut the record in the native thread's list (starting it).");
-
-static PyObject *
-tracer_start(hm_tracer *self, PyObject *unused)
-{
-    (void)unused;
-    if (self->rec == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "this tracer was stopped");
+    hm_record *rec = record_of(self, obj);
+    if (rec == NULL) {
         return NULL;
     }
-    if (hm_sampler_add(self->rec) != 0) {
-        PyErr_SetString(PyExc_RuntimeError, "cannot start the hubmon native thread");
-        return NULL;
-    }
-    Py_RETURN_NONE;
-}
-
-PyDoc_STRVAR(stop_doc,
-"stop()\n--\n\nTake the record out of the native thread's list.");
-
-static PyObject *
-tracer_stop(hm_tracer *self, PyObject *unused)
-{
-    (void)unused;
-    if (self->rec != NULL) {
-        hm_sampler_remove(self->rec);
-    }
-    Py_RETURN_NONE;
-}
-
-/* Builds a dict from the record's figures. Needs the GIL; takes the lock.
-   Returns a new reference or NULL with an exception set. */
-static PyObject *
-record_stats(hm_record *rec, int finish)
-{
-    PyObject *hist = NULL, *result = NULL;
-    uint64_t counts[HM_HIST_BUCKETS + 1];
-    double now = hm_monotonic();
-
-    pthread_mutex_lock(&hm_sampler_lock);
-    uint64_t count = rec->mode == HM_MODE_HUB
-        ? atomic_load(&rec->hub_switches) : atomic_load(&rec->switches);
-    int fine = rec->mode == HM_MODE_HUB && atomic_load(&rec->hub_running);
-    double longest_gap = rec->longest_gap;
-    if (finish && !fine && count == rec->seen && now - rec->since_late > longest_gap) {
-        /* The stretch in progress counts too (its lower bound, like the
-           others). */
-        longest_gap = now - rec->since_late;
-    }
-    uint64_t blocks = rec->blocks;
-    double longest_block = rec->longest_block;
-    int blocked = rec->blocked;
-    double current_block = blocked ? now - rec->since : 0.0;
-    double threshold = rec->threshold;
-    memcpy(counts, rec->histogram, sizeof(counts));
-    pthread_mutex_unlock(&hm_sampler_lock);
-
-    if (current_block > longest_block) {
-        longest_block = current_block;
-    }
-    hist = PyTuple_New(HM_HIST_BUCKETS + 1);
-    if (hist == NULL) {
-        goto error;
-    }
-    for (int i = 0; i <= HM_HIST_BUCKETS; i++) {
-        PyObject *n = PyLong_FromUnsignedLongLong(counts[i]);
-        if (n == NULL) {
-            goto error;
+    for (Py_ssize_t i = 0; i < self->count; i++) {
+        if (self->recs[i] == rec) {
+            Py_RETURN_NONE;
         }
-        PyTuple_SET_ITEM(hist, i, n);
     }
-    result = Py_BuildValue(
-        "{s:K,s:K,s:K,s:d,s:O,s:d,s:d,s:O,s:d}",
-        "switches", (unsigned long long)atomic_load(&rec->switches),
-        "hub_switches", (unsigned long long)atomic_load(&rec->hub_switches),
-        "blocks", (unsigned long long)blocks,
-        "longest_block", longest_block,
-        "blocked_now", blocked ? Py_True : Py_False,
-        "current_block", current_block,
-        "longest_gap", longest_gap,
-        "histogram_counts", hist,
-        "threshold", threshold);
-error:
-    Py_XDECREF(hist);
-    return result;
-}
-
-PyDoc_STRVAR(stats_doc,
-"stats(finish=False) -> dict\n--\n\n"
-"The record's figures. With finish=True the stretch without progress that\n"
-"is still going on counts toward longest_gap.");
-
-static PyObject *
-tracer_stats(hm_tracer *self, PyObject *args, PyObject *kwargs)
-{
-    static char *keywords[] = {"finish", NULL};
-    int finish = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|p:stats", keywords, &finish)) {
-        return NULL;
-    }
-    if (self->rec == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "this tracer was stopped");
-        return NULL;
-    }
-    return record_stats(self->rec, finish);
-}
-
-PyDoc_STRVAR(set_threshold_doc,
-"set_threshold(seconds)\n--\n\nChange the threshold.");
-
-static PyObject *
-tracer_set_threshold(hm_tracer *self, PyObject *arg)
-{
-    double threshold = PyFloat_AsDouble(arg);
-    if (threshold == -1.0 && PyErr_Occurred()) {
-        return NULL;
-    }
-    if (!(threshold > 0.0) || !isfinite(threshold)) {
-        PyErr_Format(PyExc_ValueError,
-                     "threshold must be a finite number of seconds > 0, not %R", arg);
-        return NULL;
-    }
-    if (self->rec != NULL) {
-        pthread_mutex_lock(&hm_sampler_lock);
-        self->rec->threshold = threshold;
-        pthread_mutex_unlock(&hm_sampler_lock);
-        hm_sampler_wake();
-    }
-    Py_RETURN_NONE;
-}
-
-PyDoc_STRVAR(ignore_current_doc,
-"ignore_current()\n--\n\n"
-"Do not report the greenlet running now until the next switch.");
-
-static PyObject *
-tracer_ignore_current(hm_tracer *self, PyObject *unused)
-{
-    (void)unused;
-    hm_record *rec = self->rec;
-    if (rec != NULL) {
-        pthread_mutex_lock(&hm_sampler_lock);
-        rec->ignoring = 1;
-        rec->ignored_switches = atomic_load(&rec->switches);
-        pthread_mutex_unlock(&hm_sampler_lock);
-    }
-    Py_RETURN_NONE;
-}
-
-PyDoc_STRVAR(monitor_current_doc,
-"monitor_current()\n--\n\nUndo ignore_current().");
-
-static PyObject *
-tracer_monitor_current(hm_tracer *self, PyObject *unused)
-{
-    (void)unused;
-    hm_record *rec = self->rec;
-    if (rec != NULL) {
-        pthread_mutex_lock(&hm_sampler_lock);
-        rec->ignoring = 0;
-        pthread_mutex_unlock(&hm_sampler_lock);
-    }
-    Py_RETURN_NONE;
-}
-
-PyDoc_STRVAR(set_next_call_doc,
-"set_next_call(when)\n--\n\n"
-"Ask the native thread to call back (event 'call') at monotonic time\n"
-"`when`; 0 cancels.");
-
-static PyObject *
-tracer_set_next_call(hm_tracer *self, PyObject *arg)
-{
-    double when = PyFloat_AsDouble(arg);
-    if (when == -1.0 && PyErr_Occurred()) {
-        return NULL;
-    }
-    if (self->rec != NULL) {
-        pthread_mutex_lock(&hm_sampler_lock);
-        if (!self->rec->call_pending) {
-            self->rec->next_call = when;
+    if (self->count == self->capacity) {
+        Py_ssize_t capacity = self->capacity ? self->capacity * 2 : 4;
+        hm_record **recs = PyMem_Realloc(self->recs, (size_t)capacity * sizeof(hm_record *));
+        if (recs == NULL) {
+            return PyErr_NoMemory();
         }
-        pthread_mutex_unlock(&hm_sampler_lock);
-        hm_sampler_wake();
+        self->recs = recs;
+        self->capacity = capacity;
     }
+    hm_record_incref(rec);
+    self->recs[self->count++] = rec;
     Py_RETURN_NONE;
 }
 
-PyDoc_STRVAR(set_gil_dump_doc,
-"set_gil_dump(fd, signum)\n--\n\n"
-"Where the stack dump of a GIL-holding block goes, and the signal\n"
-"faulthandler listens to; signum 0 turns it off.");
+PyDoc_STRVAR(remove_doc,
+"remove(record) -> bool\n--\n\n"
+"Stop counting into `record` (from any thread). Returns whether it was\n"
+"counted here.");
 
 static PyObject *
-tracer_set_gil_dump(hm_tracer *self, PyObject *args)
+tracer_remove(hm_tracer *self, PyObject *obj)
 {
-    int fd, signum;
-    if (!PyArg_ParseTuple(args, "ii:set_gil_dump", &fd, &signum)) {
+    hm_record *rec = record_of(self, obj);
+    if (rec == NULL) {
         return NULL;
     }
-    if (self->rec != NULL) {
-        pthread_mutex_lock(&hm_sampler_lock);
-        self->rec->gil_fd = fd;
-        self->rec->gil_signal = signum;
-        pthread_mutex_unlock(&hm_sampler_lock);
+    for (Py_ssize_t i = 0; i < self->count; i++) {
+        if (self->recs[i] == rec) {
+            memmove(&self->recs[i], &self->recs[i + 1],
+                    (size_t)(self->count - i - 1) * sizeof(hm_record *));
+            self->count--;
+            hm_record_decref(rec);
+            Py_RETURN_TRUE;
+        }
     }
-    Py_RETURN_NONE;
-}
-
-static PyObject *
-tracer_get_record_id(hm_tracer *self, void *closure)
-{
-    (void)closure;
-    if (self->rec == NULL) {
-        Py_RETURN_NONE;
-    }
-    return PyLong_FromLongLong((long long)self->rec->id);
+    Py_RETURN_FALSE;
 }
 
 static PyObject *
@@ -504,48 +335,46 @@ tracer_get_previous(hm_tracer *self, void *closure)
 }
 
 static PyObject *
-tracer_get_active(hm_tracer *self, void *closure)
+tracer_get_count(hm_tracer *self, void *closure)
 {
     (void)closure;
-    return PyBool_FromLong(self->rec != NULL);
+    return PyLong_FromSsize_t(self->count);
+}
+
+static PyObject *
+tracer_get_installed(hm_tracer *self, void *closure)
+{
+    (void)closure;
+    return PyBool_FromLong(self->installed);
 }
 
 static PyMethodDef tracer_methods[] = {
     {"install", (PyCFunction)tracer_install, METH_NOARGS, install_doc},
     {"uninstall", (PyCFunction)tracer_uninstall, METH_NOARGS, uninstall_doc},
-    {"detach", (PyCFunction)tracer_detach_py, METH_NOARGS, detach_doc},
-    {"start", (PyCFunction)tracer_start, METH_NOARGS, start_doc},
-    {"stop", (PyCFunction)tracer_stop, METH_NOARGS, stop_doc},
-    {"stats", (PyCFunction)(void (*)(void))tracer_stats,
-     METH_VARARGS | METH_KEYWORDS, stats_doc},
-    {"set_threshold", (PyCFunction)tracer_set_threshold, METH_O, set_threshold_doc},
-    {"ignore_current", (PyCFunction)tracer_ignore_current, METH_NOARGS,
-     ignore_current_doc},
-    {"monitor_current", (PyCFunction)tracer_monitor_current, METH_NOARGS,
-     monitor_current_doc},
-    {"set_next_call", (PyCFunction)tracer_set_next_call, METH_O, set_next_call_doc},
-    {"set_gil_dump", (PyCFunction)tracer_set_gil_dump, METH_VARARGS, set_gil_dump_doc},
+    {"add", (PyCFunction)tracer_add, METH_O, add_doc},
+    {"remove", (PyCFunction)tracer_remove, METH_O, remove_doc},
     {NULL, NULL, 0, NULL}
 };
 
 static PyGetSetDef tracer_getset[] = {
-    {"record_id", (getter)tracer_get_record_id, NULL,
-     "The record's id, or None once detached.", NULL},
     {"previous", (getter)tracer_get_previous, NULL,
      "The trace function this one chains to, or None.", NULL},
-    {"counting", (getter)tracer_get_active, NULL,
-     "Whether this tracer still counts switches.", NULL},
+    {"record_count", (getter)tracer_get_count, NULL,
+     "How many records this tracer counts into.", NULL},
+    {"installed", (getter)tracer_get_installed, NULL,
+     "Whether install() put it in its thread's chain (and it was not taken out).", NULL},
     {NULL, NULL, NULL, NULL, NULL}
 };
 
 static PyMemberDef tracer_members[] = {
     {"__vectorcalloffset__", T_PYSSIZET, offsetof(hm_tracer, vectorcall), READONLY, NULL},
+    {"__weaklistoffset__", T_PYSSIZET, offsetof(hm_tracer, weakrefs), READONLY, NULL},
     {NULL, 0, 0, 0, NULL}
 };
 
 PyDoc_STRVAR(tracer_doc,
-"Tracer(hub, current, threshold, *, mode='hub', report=True)\n\n"
-"A greenlet trace function that counts switches for the native thread.");
+"ThreadTracer()\n\n"
+"A thread's greenlet trace function: counts switches into its records.");
 
 static PyType_Slot tracer_slots[] = {
     {Py_tp_doc, (void *)tracer_doc},
@@ -561,7 +390,7 @@ static PyType_Slot tracer_slots[] = {
 };
 
 PyType_Spec hm_tracer_spec = {
-    .name = "hubmon._core.Tracer",
+    .name = "hubmon._core.ThreadTracer",
     .basicsize = sizeof(hm_tracer),
     .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
     .slots = tracer_slots,

@@ -15,8 +15,8 @@ import greenlet
 import pytest
 
 import hubmon
-from hubmon.assertions import FailedToSwitch, _stranded, assert_switches
-from hubmon.monitor import _handlers
+from hubmon import _dispatch, _tracing
+from hubmon.assertions import FailedToSwitch, assert_switches
 
 BLOCK = 0.5
 LIMIT = 0.1
@@ -27,8 +27,9 @@ def clean_trace():
     """Every test starts and ends with no trace function, and leaves no scope behind."""
     greenlet.settrace(None)
     yield
-    assert not _handlers or all(not isinstance(h, assert_switches) for h in _handlers.values())
-    assert not _stranded
+    assert all(not isinstance(h, assert_switches) for h in _dispatch._handlers.values())
+    assert all(_tracing.tracer_of(i) is None or _tracing.tracer_of(i).record_count == 0
+               for i in list(_tracing._tracers))
     greenlet.settrace(None)
 
 
@@ -348,13 +349,14 @@ def test_scopes_that_end_out_of_order_leave_nothing_behind():
     second_glet = greenlet.greenlet(second)
     first_glet = greenlet.greenlet(first)
     first_glet.switch()                       # both scopes are open when we are back
-    first_glet.switch()                       # the first leaves: its tracer is under the second's
+    tracer = greenlet.gettrace()
+    first_glet.switch()                       # the first leaves: one record fewer
     assert order == ["first leaves"]
-    assert greenlet.gettrace() is not None and _stranded
-    second_glet.switch()                      # the second leaves: both tracers go
+    assert greenlet.gettrace() is tracer and tracer.record_count == 1
+    second_glet.switch()                      # the second leaves: the thread's tracer goes
     assert order == ["first leaves", "second leaves"]
     assert greenlet.gettrace() is None
-    assert not _stranded
+    assert tracer.record_count == 0
 
 
 # -- decorator, threads, arguments -----------------------------------------------------

@@ -70,10 +70,10 @@ def test_add_monitoring_function_period_is_validated(period):
 
 @settings(max_examples=100, deadline=None)
 @given(threshold=ANYTHING, mode=ANYTHING)
-def test_native_tracer_arguments_are_validated(threshold, mode):
+def test_native_record_arguments_are_validated(threshold, mode):
     hub = greenlet.greenlet(lambda: None)
     try:
-        _core.Tracer(hub, greenlet.getcurrent(), threshold, mode=mode)
+        _core.Record(hub, greenlet.getcurrent(), threshold, mode=mode)
     except (TypeError, ValueError, OverflowError):
         return
     assert valid_seconds(threshold) or (isinstance(threshold, (int, float)) and threshold > 0)

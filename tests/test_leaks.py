@@ -85,7 +85,7 @@ print('rss grown', psutil.Process().memory_info().rss - rss)
 print('traced', tracemalloc.get_traced_memory()[0])
 print('objects', len(gc.get_objects()) - objects)
 print('monitors', len(hubmon.running_monitors()))
-print('handlers', len(hubmon.monitor._handlers))
+print('handlers', len(hubmon._dispatch._handlers))
 """, timeout=180)
     assert proc.returncode == 0, proc.stderr
     values = dict(line.rsplit(" ", 1) for line in proc.stdout.splitlines())
@@ -104,13 +104,21 @@ def test_tracer_refcounts_are_balanced():
     hub = greenlet.greenlet(lambda: None)
     current = greenlet.getcurrent()
     before = (sys.getrefcount(hub), sys.getrefcount(current))
-    tracers = [_core.Tracer(hub, current, 0.1) for _ in range(100)]
-    for t in tracers:
-        t.install()
-        t.start()
-        t.stats(finish=True)
-    for t in reversed(tracers):
-        t.uninstall()
-    del tracers
+    tracer = _core.ThreadTracer()
+    records = [_core.Record(hub, current, 0.1) for _ in range(100)]
+    tracer_refs = sys.getrefcount(tracer)
+    assert tracer.install()
+    for r in records:
+        tracer.add(r)
+        r.start()
+        r.stats(finish=True)
+    greenlet.greenlet(lambda: None).switch()
+    assert all(r.stats()["switches"] == 2 for r in records)
+    for r in reversed(records):
+        assert tracer.remove(r)
+        r.stop()
+    assert tracer.uninstall()
+    assert sys.getrefcount(tracer) == tracer_refs
+    del records
     assert (sys.getrefcount(hub), sys.getrefcount(current)) == before
     assert greenlet.gettrace() is None

@@ -1,0 +1,162 @@
+"""hubmon's delivery threads: user code never holds up detection.
+
+The native thread only detects blocks and captures the culprit's report
+(holding the GIL for that alone); everything else runs here, in two OS
+threads of hubmon's own, each with one persistent Python thread state:
+
+* ``events`` runs event subscribers, monitoring functions and the memory
+  check, in order. A subscriber that takes 30 s delays the next events, not
+  the next detection.
+* ``printer`` writes the reports. It waits for the subscribers of a report's
+  event to finish (they may change ``info``, as gevent allows) for a bounded
+  patience only, so a slow subscriber never delays a report by more.
+
+Every job is contained: whatever it raises (``SystemExit``,
+``KeyboardInterrupt``, ``GreenletExit`` included) is written once to stderr
+and the thread goes on. A job that forks leaves a child whose only thread is
+this one: the child ends with ``os._exit(0)`` as soon as the job returns.
+At exit, :func:`shutdown` waits for the printer a bounded time and never for
+the events thread.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any, Callable, Optional
+
+from . import _output
+from ._threads import mark_own_thread, real_lock, start_thread
+
+__all__ = ["Flag", "events", "printer", "shutdown"]
+
+try:
+    from _queue import SimpleQueue as _SimpleQueue   # C, never patched by gevent
+except ImportError:  # pragma: no cover - every supported CPython has it
+    from queue import SimpleQueue as _SimpleQueue  # type: ignore[assignment]
+
+
+class Flag:
+    """A one-shot flag between threads, built on a real (never gevent) lock."""
+
+    __slots__ = ("_lock",)
+
+    def __init__(self) -> None:
+        self._lock = real_lock()
+        self._lock.acquire()
+
+    def set(self) -> None:
+        """Raise the flag (once)."""
+        try:
+            self._lock.release()
+        except RuntimeError:
+            pass
+
+    def wait(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds; return whether the flag is up."""
+        if self._lock.acquire(True, timeout):
+            self._lock.release()
+            return True
+        return False
+
+
+class Worker:
+    """One OS thread of hubmon's that runs queued jobs in order, started on demand."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._queue: Any = None
+        self._pid = 0
+        self._ended: Any = None
+        self._closed = False
+
+    def post(self, job: Callable[..., Any], *args: Any) -> bool:
+        """Queue ``job(*args)``; return False when hubmon has shut down."""
+        if self._closed:
+            return False
+        if self._queue is None or self._pid != os.getpid():
+            self._start()
+        self._queue.put((job, args))
+        return True
+
+    def _start(self) -> None:
+        self._queue = _SimpleQueue()
+        self._pid = os.getpid()
+        self._ended = real_lock()
+        self._ended.acquire()
+        start_thread(lambda: self._run(self._queue, self._ended))
+
+    def _run(self, queue: Any, ended: Any) -> None:
+        mark_own_thread()
+        from . import _core
+        _core.name_this_thread("hubmon-" + self.name)
+        pid = os.getpid()
+        try:
+            while True:
+                item = queue.get()
+                if item is None:
+                    return
+                job, args = item
+                try:
+                    job(*args)
+                except BaseException:
+                    _output.write_error("error in hubmon's %s thread, in %s" % (self.name, _name(job)))
+                if os.getpid() != pid:
+                    _end_forked_child()
+                del item, job, args
+        finally:
+            ended.release()
+
+    def shutdown(self, timeout: float) -> bool:
+        """Refuse new jobs, let the queued ones run for ``timeout`` seconds at most.
+
+        Returns whether the thread ended in time (or never ran).
+        """
+        self._closed = True
+        if self._queue is None or self._pid != os.getpid():
+            return True
+        self._queue.put(None)
+        return bool(self._ended.acquire(True, timeout))
+
+    def after_fork_in_child(self) -> None:
+        """In a forked child: the thread does not exist there; start anew on demand."""
+        self._queue = None
+        self._pid = 0
+        self._ended = None
+
+
+def _name(job: Any) -> str:
+    try:
+        return getattr(job, "__qualname__", None) or repr(job)
+    except Exception:
+        return "a job"
+
+
+def _end_forked_child() -> None:
+    """A job forked and this is the child, whose only thread is hubmon's: end it."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:
+            pass
+    os._exit(0)
+
+
+#: Runs subscribers, monitoring functions and memory checks.
+events = Worker("events")
+#: Writes reports.
+printer = Worker("printer")
+
+#: How long exit waits for the reports being written, in seconds.
+EXIT_PATIENCE = 1.0
+
+
+def shutdown() -> None:
+    """At exit: let the printer finish (``EXIT_PATIENCE`` at most); never wait for user code."""
+    events.shutdown(0.0)
+    printer.shutdown(EXIT_PATIENCE)
+
+
+def after_fork_in_child() -> None:
+    """os.register_at_fork(after_in_child=...)."""
+    events.after_fork_in_child()
+    printer.after_fork_in_child()

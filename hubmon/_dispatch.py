@@ -1,0 +1,100 @@
+"""Routes the native thread's events to the records' owners.
+
+The native thread calls :func:`native_event` holding the GIL, in its one
+persistent Python thread state. Here only the culprit's report is captured
+(on the native thread, so it shows the block as it is); subscribers,
+monitoring functions, memory checks and printing are handed to
+:mod:`hubmon._delivery`. The capture runs with a greenlet trace function that
+forbids every switch in the native thread: code run by the report (a
+``repr()`` that takes a gevent lock, say) can never make gevent create and
+run a hub there; it raises instead, and the report shows the error.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Dict
+
+import greenlet
+
+from . import _core, _delivery, _output
+from ._memory import memory_watch
+from ._threads import mark_own_thread
+
+__all__ = ["register", "unregister", "native_event"]
+
+# The owners of the native thread's events, by record id: Monitors and
+# assertion scopes. Only running ones are here.
+_handlers: Dict[int, Any] = {}
+_marked = False
+
+
+class SwitchForbidden(RuntimeError):
+    """Raised into code that tries to switch greenlets in hubmon's native thread."""
+
+
+def register(record_id: int, owner: Any) -> None:
+    """Send the events of record ``record_id`` to ``owner``."""
+    _handlers[record_id] = owner
+
+
+def unregister(record_id: int) -> None:
+    """Stop sending the events of record ``record_id``."""
+    _handlers.pop(record_id, None)
+
+
+def handler_of(record_id: int) -> Any:
+    """The owner of record ``record_id``, or None."""
+    return _handlers.get(record_id)
+
+
+def _forbid_switch(event: str, args: Any) -> None:
+    raise SwitchForbidden("hubmon's native thread never switches greenlets (%s to %r)"
+                          % (event, args[1] if isinstance(args, tuple) and len(args) > 1 else args))
+
+
+def capture(function: Callable[..., Any], *args: Any) -> Any:
+    """Run ``function(*args)`` in the native thread with every greenlet switch forbidden."""
+    greenlet.settrace(_forbid_switch)
+    try:
+        return function(*args)
+    finally:
+        greenlet.settrace(None)
+
+
+def _check_memory() -> None:
+    exceeded = -1
+    try:
+        exceeded = 1 if memory_watch.check() else 0
+    finally:
+        _core.memory_done(exceeded)
+
+
+def native_event(kind: int, record_id: int, value: float, current: int,
+                 gil_wait: float, switches: int) -> bool:
+    """The native thread's entry point (holding the GIL). Never raises.
+
+    Returns False only for a blocked event that the evidence contradicts
+    (the sampler then withdraws it); True otherwise.
+    """
+    global _marked
+    try:
+        if not _marked:
+            mark_own_thread()
+            _marked = True
+        if kind == _core.EVENT_MEMORY:
+            if not _delivery.events.post(_check_memory):
+                _core.memory_done(-1)
+            return True
+        owner = _handlers.get(record_id)
+        if owner is None:
+            return True
+        if kind == _core.EVENT_BLOCKED:
+            return bool(capture(owner._on_blocked, value, current, gil_wait, switches))
+        if kind == _core.EVENT_UNBLOCKED:
+            owner._on_unblocked(value)
+        elif kind == _core.EVENT_CALL:
+            owner._on_call()
+    except BaseException:
+        # Written by the printer: the native thread never waits for a stream.
+        text = _output.format_error("error in hubmon's native thread, handling event %r" % (kind,))
+        _delivery.printer.post(_output.write_stderr, text)
+    return True

@@ -1,0 +1,123 @@
+"""Writing hubmon's text (reports, error notes) without endangering the host.
+
+A report is written straight to a duplicate of the stream's file descriptor
+when the stream has one, so hubmon's thread never holds the stream's buffer
+lock while the write waits for a slow reader: a ``fork()`` made by another
+thread meanwhile would copy that lock, held, into the child, whose first
+write to the stream would hang for ever. Streams without a descriptor
+(``io.StringIO``, pytest's capture) get ``stream.write``; the fork hook waits
+(boundedly) for such a write to end.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import traceback
+from typing import Any, Optional
+
+from ._threads import real_lock, real_sleep
+
+__all__ = ["write", "write_error", "write_stderr", "format_error", "logger"]
+
+#: The logger of ``report_to='logging'``.
+logger = logging.getLogger("hubmon")
+
+# Held while hubmon writes; the fork hook takes it (boundedly) so that no
+# write through a stream object is in progress while the process forks.
+_gate = real_lock()
+_FORK_PATIENCE = 1.0
+_held_for_fork = False
+
+
+def _fileno(stream: Any) -> Optional[int]:
+    try:
+        fd = stream.fileno()
+    except Exception:
+        return None
+    return fd if isinstance(fd, int) and fd >= 0 else None
+
+
+def _write_fd(fd: int, data: bytes) -> None:
+    """Write all of ``data`` to a duplicate of ``fd``; a non-blocking fd is waited on."""
+    copy = os.dup(fd)
+    try:
+        view = memoryview(data)
+        while view:
+            try:
+                written = os.write(copy, view)
+            except BlockingIOError:
+                real_sleep(0.01)
+                continue
+            view = view[written:]
+    finally:
+        os.close(copy)
+
+
+def write(stream: Any, text: str) -> None:
+    """Write ``text`` (a newline is added) to ``stream``, or log it when stream is None.
+
+    Raises what the stream raises; callers contain it.
+    """
+    data = text if text.endswith("\n") else text + "\n"
+    with _gate:
+        if stream is None:
+            logger.warning("%s", data.rstrip("\n"))
+            return
+        fd = _fileno(stream)
+        if fd is None:
+            stream.write(data)
+            flush = getattr(stream, "flush", None)
+            if flush is not None:
+                flush()
+            return
+        # What the program left in the stream's buffer goes first. stderr is
+        # line-buffered, so this rarely writes anything.
+        try:
+            stream.flush()
+        except Exception:
+            pass
+        encoding = getattr(stream, "encoding", None) or "utf-8"
+        _write_fd(fd, data.encode(encoding, "backslashreplace"))
+
+
+def format_error(what: str) -> str:
+    """``hubmon: <what>:`` and the traceback of the exception being handled."""
+    try:
+        return "hubmon: %s:\n%s" % (what, traceback.format_exc())
+    except BaseException:
+        return "hubmon: %s (the traceback could not be formatted)\n" % (what,)
+
+
+def write_stderr(text: str) -> None:
+    """Write ``text`` to stderr. Never raises."""
+    try:
+        write(sys.stderr if sys.stderr is not None else sys.__stderr__, text)
+    except BaseException:
+        pass
+
+
+def write_error(what: str) -> None:
+    """Write ``hubmon: <what>:`` and the exception being handled to stderr. Never raises."""
+    write_stderr(format_error(what))
+
+
+def before_fork() -> None:
+    """os.register_at_fork(before=...): let a write through a stream object end first."""
+    global _held_for_fork
+    _held_for_fork = _gate.acquire(True, _FORK_PATIENCE)
+
+
+def after_fork_in_parent() -> None:
+    """os.register_at_fork(after_in_parent=...)."""
+    global _held_for_fork
+    if _held_for_fork:
+        _held_for_fork = False
+        _gate.release()
+
+
+def after_fork_in_child() -> None:
+    """os.register_at_fork(after_in_child=...): a fresh gate (the old one may be held)."""
+    global _gate, _held_for_fork
+    _gate = real_lock()
+    _held_for_fork = False
