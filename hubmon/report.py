@@ -274,12 +274,18 @@ def _type_name(obj: object) -> str:
 def _safe_repr(obj: object, kind: str | None = None) -> str:
     """Return ``repr(obj)`` cut to a sane length; never raises.
 
-    If the repr raises, the result names the type (or *kind*) and the id.
+    If the repr raises, the result names the type (or *kind*), the id and
+    what the repr raised.
     """
     try:
         text = repr(obj)
-    except BaseException:  # pylint:disable=broad-except
-        return '<unreprable %s at 0x%x>' % (kind or _type_name(obj), id(obj))
+    except BaseException as ex:  # pylint:disable=broad-except
+        try:
+            why = '%s: %s' % (type(ex).__name__, str(ex)[:_MAX_REPR])
+        except BaseException:  # pylint:disable=broad-except
+            why = type(ex).__name__
+        return '<unreprable %s at 0x%x (repr raised %s)>' % (
+            kind or _type_name(obj), id(obj), why)
     if len(text) > _MAX_REPR:
         text = text[:_MAX_REPR] + '...'
     return text
