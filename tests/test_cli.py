@@ -10,6 +10,7 @@ from typing import Dict, Optional
 
 import pytest
 
+from conftest import run_command
 from hubmon.config import Config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -18,13 +19,16 @@ SETTINGS = Config.describe()
 
 def hubmon_cli(*args: str, cwd: Path, env: Optional[Dict[str, str]] = None,
                pythonpath: str = "", timeout: float = 60) -> subprocess.CompletedProcess:
-    """Run ``python -m hubmon *args`` in *cwd* with none of hubmon's variables set."""
-    full_env = {name: value for name, value in os.environ.items()
-                if not name.startswith(("GEVENT_", "HUBMON_"))}
+    """Run ``python -m hubmon *args`` in *cwd* with none of hubmon's variables set.
+
+    A timeout raises ``conftest.ChildTimeout`` with every thread's stacks.
+    """
+    full_env: Dict[str, Optional[str]] = {name: None for name in os.environ
+                                          if name.startswith(("GEVENT_", "HUBMON_"))}
     full_env["PYTHONPATH"] = os.pathsep.join(filter(None, [pythonpath, ROOT]))
     full_env.update(env or {})
-    return subprocess.run([sys.executable, "-m", "hubmon", *args], cwd=str(cwd), env=full_env,
-                          capture_output=True, text=True, timeout=timeout)
+    return run_command([sys.executable, "-m", "hubmon", *args], cwd=str(cwd), env=full_env,
+                       timeout=timeout)
 
 
 def write(folder: Path, name: str, code: str) -> Path:

@@ -2,7 +2,6 @@
 import math
 import os
 import signal
-import subprocess
 import sys
 from decimal import Decimal
 from fractions import Fraction
@@ -11,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conftest import run_command
 from hubmon.config import Config, ConfigError, config
 
 ENV = {
@@ -136,9 +136,8 @@ def test_config_import_is_light():
         "assert 'gevent' not in sys.modules\n"
         "print('ok')\n"
     )
-    env = {k: v for k, v in os.environ.items() if k not in ENV.values()}
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            timeout=60, env=env)
+    env = {name: None for name in ENV.values()}      # run_command: None removes it
+    result = run_command([sys.executable, "-c", code], timeout=60, env=env)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
 

@@ -1,6 +1,7 @@
 """hubmon's pytest plugin, run on small test files with pytester.
 
-Each run is a fresh ``python -m pytest`` (``runpytest_subprocess``): the
+Each run is a fresh ``python -m pytest`` (``conftest.run_pytest``, which is
+``runpytest_subprocess`` with every thread's stacks on timeout): the
 plugin starts monitors, switches hubmon's gevent drop-in on and off and
 listens to events, none of which may leak into the suite that tests it.
 Blocks last 0.5 s against limits of 0.1 s; the tests that must pass do not
@@ -12,6 +13,8 @@ import os
 import sys
 
 import pytest
+
+from conftest import run_pytest
 
 pytest_plugins = ["pytester"]
 
@@ -47,8 +50,8 @@ def run(pytester, monkeypatch):
     def run(*args, subprocess=True):
         if not subprocess:  # for runs that end before any test
             return pytester.runpytest_inprocess(*extra, "-p", "no:cacheprovider", *args)
-        return pytester.runpytest_subprocess(*extra, "-p", "no:cacheprovider", "-rA", *args,
-                                             timeout=180)
+        return run_pytest(pytester, *extra, "-p", "no:cacheprovider", "-rA", *args,
+                          timeout=180)
     return run
 
 
@@ -283,7 +286,7 @@ def test_positional():
     assert "max_blocking_time=-1) is invalid" in text
     assert "unknown keywords max_blocking_tim" in text
     assert "keywords only" in text
-    result = pytester.runpytest_subprocess("--markers")
+    result = run_pytest(pytester, "--markers", timeout=180)
     result.stdout.fnmatch_lines(["*@pytest.mark.hubmon(max_blocking_time=None, allow_blocking=False)*"])
 
 
