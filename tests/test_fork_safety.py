@@ -1,0 +1,163 @@
+"""fork() in every form never hangs a child or reports a child's pre-exec code."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import textwrap
+import threading
+import time
+
+import pytest
+
+from conftest import ROOT
+
+pytest.importorskip("gevent")
+
+ENV = {"GEVENT_MONITOR_THREAD_ENABLE": "true", "GEVENT_MAX_BLOCKING_TIME": "0.05"}
+
+FORKS_WHILE_REPORTING = """
+import gevent, hubmon, os, sys, threading, time
+# Another thread's hub is blocked again and again, so hubmon is forever
+# writing big reports to a stderr that the reader drains slowly.
+done = threading.Event()
+def spin(seconds):
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
+def busy_thread():
+    idle = [gevent.spawn(gevent.sleep, 60) for _ in range(200)]   # big reports
+    while not done.is_set():
+        gevent.spawn(spin, 0.08).join()
+        gevent.sleep(0.001)
+t = threading.Thread(target=busy_thread, daemon=True)
+t.start()
+time.sleep(0.5)
+hung = 0
+for i in range(FORKS):
+    pid = os.fork()
+    if pid == 0:
+        sys.stderr.write('CHILD %d says hello\\n' % os.getpid())
+        sys.stderr.flush()
+        os._exit(0)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        done_pid, status = os.waitpid(pid, os.WNOHANG)
+        if done_pid:
+            break
+        time.sleep(0.01)
+    else:
+        hung += 1
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+done.set()
+print('HUNG', hung, flush=True)
+"""
+
+
+def test_fork_while_reports_are_written_to_a_slow_buffered_stderr_never_hangs_a_child():
+    # PYTHONUNBUFFERED is unset, as for users: stderr is a buffered text
+    # stream. The reader drains it slowly, so writes wait for the pipe.
+    forks = 40
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    env.update(ENV, PYTHONPATH=ROOT, PYTHONFAULTHANDLER="1")
+    with tempfile.TemporaryDirectory() as folder:
+        script = os.path.join(folder, "forks.py")
+        with open(script, "w") as f:
+            f.write(textwrap.dedent("FORKS = %d\n" % forks + FORKS_WHILE_REPORTING))
+        proc = subprocess.Popen([sys.executable, script], env=env, cwd=folder,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        chunks = []
+
+        def slow_reader():
+            while True:
+                data = proc.stderr.read1(8192)
+                if not data:
+                    return
+                chunks.append(data)
+                time.sleep(0.02)
+        reader = threading.Thread(target=slow_reader, daemon=True)
+        reader.start()
+        out = proc.stdout.read()        # stderr is the slow reader's alone
+        try:
+            proc.wait(timeout=600)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+        reader.join(30)
+    err = b"".join(chunks).decode(errors="replace")
+    assert proc.returncode == 0, err[-3000:]
+    assert b"HUNG 0" in out, (out, err[-3000:])
+    assert err.count("says hello") == forks
+    assert "appears to be blocked" in err
+
+
+@pytest.mark.parametrize("how", ["os.fork then os.execv", "patched subprocess preexec_fn",
+                                 "gevent.subprocess preexec_fn"])
+def test_a_child_that_forks_to_exec_is_never_reported(python, how):
+    body = {
+        "os.fork then os.execv": """
+pid = os.fork()
+if pid == 0:
+    spin(0.5)                       # Python work before exec, no switch
+    os.execv(sys.executable, [sys.executable, '-c', 'pass'])
+status = wait_child(pid)
+""",
+        "patched subprocess preexec_fn": """
+from gevent import monkey; monkey.patch_subprocess()
+import subprocess
+subprocess.run([sys.executable, '-c', 'pass'], preexec_fn=lambda: spin(0.5), check=True)
+""",
+        "gevent.subprocess preexec_fn": """
+import gevent.subprocess
+gevent.subprocess.run([sys.executable, '-c', 'pass'], preexec_fn=lambda: spin(0.5), check=True)
+""",
+    }[how]
+    proc = python("""
+import hubmon, gevent, os, sys, time
+def spin(seconds):
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
+def wait_child(pid):
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return status
+        gevent.sleep(0.01)
+gevent.sleep(0.01)
+""" + body + """
+gevent.sleep(0.3)
+print('DONE', len(hubmon.running_monitors()))
+""", env=dict(ENV, GEVENT_MAX_BLOCKING_TIME="0.1"))
+    assert proc.returncode == 0, proc.stderr
+    assert "DONE 1" in proc.stdout
+    assert "appears to be blocked" not in proc.stderr, proc.stderr
+
+
+def test_a_child_that_runs_its_hub_is_monitored_once_it_does(python):
+    proc = python("""
+import hubmon, gevent, os, sys, time
+def spin(seconds):
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
+gevent.sleep(0.01)
+pid = os.fork()
+if pid == 0:
+    spin(0.4)                       # before the child's hub runs: not monitored
+    native_before = hubmon._core.sampler_native_id()
+    gevent.sleep(0.01)              # the hub runs: monitoring resumes
+    gevent.spawn(spin, 0.4).join()
+    gevent.sleep(0.05)
+    sys.stderr.write('CHILD native_before=%d native_after=%d\\n'
+                     % (native_before, hubmon._core.sampler_native_id() > 0))
+    sys.stderr.flush()
+    os._exit(0)
+while not os.waitpid(pid, os.WNOHANG)[0]:
+    gevent.sleep(0.01)
+""", env=dict(ENV, GEVENT_MAX_BLOCKING_TIME="0.1"))
+    assert proc.returncode == 0, proc.stderr
+    assert "CHILD native_before=0 native_after=1" in proc.stderr, proc.stderr
+    assert proc.stderr.count("appears to be blocked") == 1, proc.stderr

@@ -1,0 +1,133 @@
+"""Slow user code never blinds the monitor, nor holds up exit."""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+pytest.importorskip("gevent")
+
+ENV = {"GEVENT_MONITOR_THREAD_ENABLE": "true", "GEVENT_MAX_BLOCKING_TIME": "0.1"}
+
+
+def test_next_block_is_reported_on_time_while_a_slow_subscriber_runs(python):
+    # The first block's subscriber takes 3 s; a second block starts 1 s
+    # later. Its report (written by the printer thread, stamped by the
+    # stream) must come while the subscriber still runs, and show the second
+    # culprit's stack, captured when the block was detected.
+    proc = python("""
+import hubmon, gevent, time
+from hubmon import events
+class Stamped:
+    def __init__(self):
+        self.writes = []
+    def write(self, text):
+        self.writes.append((time.monotonic(), text))
+    def flush(self):
+        pass
+stream = Stamped()
+gevent.sleep(0)
+hubmon.running_monitors()[0].stop()
+monitor = hubmon.start(stream=stream)
+period = hubmon._core.sampler_period()
+slow = {}
+def subscriber(event):
+    if isinstance(event, events.EventLoopBlocked) and not slow:
+        slow['start'] = time.monotonic()
+        time.sleep(3)
+        slow['end'] = time.monotonic()
+events.subscribers.append(subscriber)
+def first():
+    time.sleep(0.3)
+def second_culprit():
+    time.sleep(0.3)
+gevent.spawn(first).join()
+gevent.sleep(1.0)
+second_start = time.monotonic()
+gevent.spawn(second_culprit).join()
+gevent.sleep(0.5)
+reports = [(t, text) for t, text in stream.writes if 'appears to be blocked' in text]
+late = reports[1][0] - second_start
+print('REPORTS', len(reports), 'SUBSCRIBER_RUNNING', 'end' not in slow)
+print('SECOND_HAS_CULPRIT', 'second_culprit' in reports[1][1])
+print('LATE %.3f PERIOD %.4f' % (late, period))
+""", env=ENV)
+    assert proc.returncode == 0, proc.stderr
+    assert "REPORTS 2 SUBSCRIBER_RUNNING True" in proc.stdout, proc.stdout + proc.stderr
+    assert "SECOND_HAS_CULPRIT True" in proc.stdout
+    late = float(proc.stdout.split("LATE ")[1].split()[0])
+    period = float(proc.stdout.split("PERIOD ")[1].split()[0])
+    # detection (threshold plus one period), then the printer's bounded wait
+    # for the event's subscribers (which are stuck behind the slow one): the
+    # threshold again. Generous slack for a loaded machine.
+    assert late < 0.1 + period + 0.1 + 1.0, proc.stdout
+
+
+@pytest.mark.parametrize("ending", ["normal", "sys.exit(3)", "exception"])
+def test_exit_is_prompt_while_a_subscriber_sleeps_30s(python, ending):
+    body = {"normal": "", "sys.exit(3)": "sys.exit(3)\n", "exception": "raise ValueError('end')\n"}[ending]
+    expected = {"normal": 0, "sys.exit(3)": 3, "exception": 1}[ending]
+    proc = python("""
+import hubmon, gevent, sys, time
+from hubmon import events
+started = []
+def subscriber(event):
+    if isinstance(event, events.EventLoopBlocked):
+        started.append(1)
+        time.sleep(30)                  # a network call without a timeout
+        print('SUBSCRIBER WOKE', flush=True)
+events.subscribers.append(subscriber)
+gevent.spawn(time.sleep, 0.3).join()
+while not started:
+    gevent.sleep(0.01)
+print('MAIN ENDS', time.monotonic(), flush=True)
+""" + body, env=ENV, timeout=25)
+    ended = time.monotonic()
+    assert proc.returncode == expected, proc.stderr
+    assert "SUBSCRIBER WOKE" not in proc.stdout
+    assert proc.stdout.rstrip().splitlines()[-1].startswith("MAIN ENDS"), proc.stdout
+    main_ended = float(proc.stdout.split("MAIN ENDS ")[1].split()[0])
+    # time.monotonic() is system-wide on Linux: the child's clock is ours.
+    assert ended - main_ended < 2.0, ended - main_ended
+    assert "Fatal Python error" not in proc.stderr
+    assert proc.stderr.count("appears to be blocked") == 1
+
+
+def test_exit_is_prompt_while_a_monitoring_function_sleeps(python):
+    proc = python("""
+import hubmon, gevent, time
+started = []
+def slow(hub):
+    started.append(1)
+    time.sleep(30)
+gevent.sleep(0)
+gevent.get_hub().periodic_monitoring_thread.add_monitoring_function(slow, 0.05)
+while not started:
+    gevent.sleep(0.01)
+print('MAIN ENDS', time.monotonic(), flush=True)
+""", env=ENV, timeout=25)
+    ended = time.monotonic()
+    assert proc.returncode == 0, proc.stderr
+    main_ended = float(proc.stdout.split("MAIN ENDS ")[1].split()[0])
+    assert ended - main_ended < 2.0
+
+
+def test_blocks_go_on_being_detected_while_a_monitoring_function_sleeps(python):
+    proc = python("""
+import hubmon, gevent, time
+started = []
+def slow(hub):
+    started.append(1)
+    time.sleep(3)
+gevent.sleep(0)
+monitor = gevent.get_hub().periodic_monitoring_thread
+monitor.add_monitoring_function(slow, 0.05)
+while not started:
+    gevent.sleep(0.01)
+for _ in range(3):
+    gevent.spawn(time.sleep, 0.2).join()
+    gevent.sleep(0.1)
+print('BLOCKS', monitor.stats()['blocks'])
+""", env=ENV, timeout=25)
+    assert proc.returncode == 0, proc.stderr
+    assert "BLOCKS 3" in proc.stdout, proc.stdout + proc.stderr
