@@ -40,6 +40,7 @@ import pytest
 
 from . import _core, events
 from ._threads import real_sleep
+from .config import ConfigError
 from .config import config as _hubmon_config
 from .monitor import Monitor, running_monitors, start
 
@@ -101,6 +102,13 @@ def pytest_configure(config: pytest.Config) -> None:
         limit = _parse_seconds(config.getini(_INI), _INI)
         source = "the ini option " + _INI
     config.stash[_session_limit_key] = None if limit is None else (limit, source)
+    if limit is not None:
+        # Every setting a monitor will use, now: a bad environment variable
+        # is a usage error naming it, not an error in every test.
+        try:
+            _hubmon_config.settings()
+        except ConfigError as error:
+            raise pytest.UsageError(str(error)) from None
 
 
 def _marker_seconds(value: Any) -> float:

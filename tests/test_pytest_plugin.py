@@ -499,3 +499,10 @@ def test_in_process_is_unaffected():
         assert "hubmon.pytest_plugin" in sys.modules
     assert not any(type(getattr(s, "__self__", None)).__name__ == "_Watch"
                    for s in hubmon.events.subscribers)
+
+
+def test_a_bad_setting_is_a_usage_error_naming_it(run, monkeypatch):
+    monkeypatch.setenv("HUBMON_REPORT_TO", "bogus")
+    result = run("--hubmon-max-blocking-time=0.1")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "HUBMON_REPORT_TO='bogus' is invalid" in result.stderr.str()
