@@ -27,6 +27,8 @@ __all__ = ["attach", "detach", "tracer_of"]
 # holds it (greenlet, or a later trace function that chains to it).
 _tracers: Dict[int, Any] = {}
 _local: Any = None
+# Each watched thread's guard, weakly, by thread identifier.
+_guards: "weakref.WeakValueDictionary[int, _ThreadGuard]" = weakref.WeakValueDictionary()
 
 
 class _ThreadGuard:
@@ -57,7 +59,31 @@ def _guard() -> _ThreadGuard:
     guard = getattr(_local, "guard", None)
     if guard is None:
         guard = _local.guard = _ThreadGuard(real_get_ident())
+        _guards[guard.ident] = guard
     return guard
+
+
+def _dropped_callback(ident: int) -> Any:
+    """The weak reference's callback: the thread's tracer is gone while in use?
+
+    A tracer is freed when nothing holds it any more: its thread ended, or
+    the program replaced it (greenlet.settrace) without keeping it to chain
+    to. The records it counted for are no longer judged (the native thread
+    sees that no tracer counts into them); their owners hear of it.
+    """
+    def dropped(ref: Any) -> None:
+        try:
+            if _tracers.get(ident) is ref:
+                del _tracers[ident]
+            guard = _guards.get(ident)
+            owners = list(guard.owners) if guard is not None else []
+            for owner in owners:
+                notify = getattr(owner, "_tracer_dropped", None)
+                if notify is not None:
+                    notify()
+        except BaseException:
+            pass
+    return dropped
 
 
 def tracer_of(ident: int) -> Optional[Any]:
@@ -75,7 +101,7 @@ def attach(record: Any, owner: Any) -> None:
     tracer = tracer_of(ident)
     if tracer is None:
         tracer = _core.ThreadTracer()
-        _tracers[ident] = weakref.ref(tracer)
+        _tracers[ident] = weakref.ref(tracer, _dropped_callback(ident))
     tracer.add(record)
     try:
         tracer.install()

@@ -309,7 +309,7 @@ class Monitor:
         culprit = _find_greenlet(current, greenlets)
         if self._record.switches == switches and _contradicted(hub, culprit):
             del greenlets
-            self._warn_blind()
+            _delivery.printer.post(self._warn_blind)
             return False
         self._blocked_greenlet = _weak(culprit)
         info = format_blocked_report(
@@ -336,11 +336,24 @@ class Monitor:
         if self._warned_blind:
             return
         self._warned_blind = True
-        _delivery.printer.post(_output.write_stderr, (
+        _output.write_stderr((
             "hubmon: the greenlet trace function of thread 0x%x no longer calls hubmon's "
             "(greenlet.settrace() replaced it without chaining to it): hubmon cannot see that "
             "thread's switches, so it reports no block there until its trace function is "
-            "called again." % (self.thread_ident,)))
+            "called again (hubmon.start() in that thread installs a new one)." % (self.thread_ident,)))
+
+    def _tracer_dropped(self) -> None:
+        """The thread's hubmon trace function was freed while this monitor ran.
+
+        Judged by the printer, later: when the thread itself ended, the
+        monitor has stopped by then, and there is nothing to say.
+        """
+        if self._running:
+            _delivery.printer.post(self._warn_if_still_running)
+
+    def _warn_if_still_running(self) -> None:
+        if self._running:
+            self._warn_blind()
 
     def _print_report(self, event: EventLoopBlocked, delivered: Any) -> None:
         """Printer thread: wait (boundedly) for the subscribers, then write ``event.info``."""

@@ -88,6 +88,7 @@ typedef struct hm_record {
     int seen_out_once;              /* a sample saw the stretch in progress */
     double longest_gap;             /* longest stretch without progress */
     int blocked;                    /* a block was reported and has not ended */
+    int tracers;                    /* thread tracers counting into it */
     int blind;                      /* Python found the counters stale (see below) */
     uint64_t blind_switches;        /* the switch count they were stale at */
     uint64_t ignored_switches;      /* ignore_current(): switch count to ignore */
@@ -140,6 +141,7 @@ void hm_record_ignore_set(hm_record *rec, int ignoring);
 void hm_record_next_call_set(hm_record *rec, double when);
 void hm_record_call_done(hm_record *rec, double next_call);
 void hm_record_gil_dump_set(hm_record *rec, int on);
+void hm_record_traced(hm_record *rec, int delta);
 int hm_sampler_add(hm_record *rec);
 void hm_sampler_remove(hm_record *rec);
 void hm_sampler_poke(void);

@@ -206,6 +206,15 @@ sample_record(hm_record *rec, double now, hm_event *ev)
         && atomic_load_explicit(&rec->hub_running, memory_order_relaxed);
     int emit = 0;
 
+    if (rec->tracers == 0) {
+        /* No trace function counts into it (the program dropped hubmon's,
+           or it is not installed yet): nothing here can be judged. It is
+           judged afresh once a tracer counts again. */
+        rec->blind = 1;
+        rec->blind_switches = all;
+        rec->last_sample = now;
+        return 0;
+    }
     if (rec->blind) {
         if (all == rec->blind_switches) {
             /* The tracer is still not called: nothing here can be judged. */
@@ -748,6 +757,16 @@ hm_record_gil_dump_set(hm_record *rec, int on)
 {
     pthread_mutex_lock(&hm_sampler_lock);
     rec->gil_dump = on;
+    pthread_mutex_unlock(&hm_sampler_lock);
+}
+
+/* A thread tracer starts (+1) or stops (-1) counting into this record.
+   Needs the lock NOT held. */
+void
+hm_record_traced(hm_record *rec, int delta)
+{
+    pthread_mutex_lock(&hm_sampler_lock);
+    rec->tracers += delta;
     pthread_mutex_unlock(&hm_sampler_lock);
 }
 

@@ -134,6 +134,7 @@ tracer_drop_records(hm_tracer *self)
     self->recs = NULL;
     self->count = self->capacity = 0;
     for (Py_ssize_t i = 0; i < count; i++) {
+        hm_record_traced(recs[i], -1);
         hm_record_decref(recs[i]);
     }
     PyMem_Free(recs);
@@ -297,6 +298,7 @@ tracer_add(hm_tracer *self, PyObject *obj)
         self->capacity = capacity;
     }
     hm_record_incref(rec);
+    hm_record_traced(rec, +1);
     self->recs[self->count++] = rec;
     Py_RETURN_NONE;
 }
@@ -318,6 +320,7 @@ tracer_remove(hm_tracer *self, PyObject *obj)
             memmove(&self->recs[i], &self->recs[i + 1],
                     (size_t)(self->count - i - 1) * sizeof(hm_record *));
             self->count--;
+            hm_record_traced(rec, -1);
             hm_record_decref(rec);
             Py_RETURN_TRUE;
         }
