@@ -68,14 +68,19 @@ class Worker:
         self._pid = 0
         self._ended: Any = None
         self._closed = False
+        self._starting = real_lock()
 
     def post(self, job: Callable[..., Any], *args: Any) -> bool:
         """Queue ``job(*args)``; return False when hubmon has shut down."""
         if self._closed:
             return False
-        if self._queue is None or self._pid != os.getpid():
-            self._start()
-        self._queue.put((job, args))
+        queue = self._queue
+        if queue is None or self._pid != os.getpid():
+            with self._starting:
+                if self._queue is None or self._pid != os.getpid():
+                    self._start()
+                queue = self._queue
+        queue.put((job, args))
         return True
 
     def _start(self) -> None:
@@ -122,6 +127,7 @@ class Worker:
         self._queue = None
         self._pid = 0
         self._ended = None
+        self._starting = real_lock()
 
 
 def _name(job: Any) -> str:

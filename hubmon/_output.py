@@ -23,8 +23,9 @@ __all__ = ["write", "write_error", "write_stderr", "format_error", "logger"]
 #: The logger of ``report_to='logging'``.
 logger = logging.getLogger("hubmon")
 
-# Held while hubmon writes; the fork hook takes it (boundedly) so that no
-# write through a stream object is in progress while the process forks.
+# Held while hubmon writes through a stream object (or flushes one); the fork
+# hook takes it (boundedly) so that no such write is in progress while the
+# process forks. Never held during a write to a file descriptor.
 _gate = real_lock()
 _FORK_PATIENCE = 1.0
 _held_for_fork = False
@@ -60,25 +61,29 @@ def write(stream: Any, text: str) -> None:
     Raises what the stream raises; callers contain it.
     """
     data = text if text.endswith("\n") else text + "\n"
-    with _gate:
-        if stream is None:
+    if stream is None:
+        with _gate:
             logger.warning("%s", data.rstrip("\n"))
-            return
-        fd = _fileno(stream)
-        if fd is None:
+        return
+    fd = _fileno(stream)
+    if fd is None:
+        with _gate:
             stream.write(data)
             flush = getattr(stream, "flush", None)
             if flush is not None:
                 flush()
-            return
-        # What the program left in the stream's buffer goes first. stderr is
-        # line-buffered, so this rarely writes anything.
+        return
+    # What the program left in the stream's buffer goes first. stderr is
+    # line-buffered, so this rarely writes anything; the gate keeps a fork
+    # from copying the buffer's lock while it does.
+    with _gate:
         try:
             stream.flush()
         except Exception:
             pass
-        encoding = getattr(stream, "encoding", None) or "utf-8"
-        _write_fd(fd, data.encode(encoding, "backslashreplace"))
+    # No lock of any kind is held while the write waits for a slow reader.
+    encoding = getattr(stream, "encoding", None) or "utf-8"
+    _write_fd(fd, data.encode(encoding, "backslashreplace"))
 
 
 def format_error(what: str) -> str:

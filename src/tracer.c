@@ -30,6 +30,7 @@ typedef struct {
     Py_ssize_t count;
     Py_ssize_t capacity;
     int installed;
+    int forwarding;         /* inside the call of `previous` */
     PyObject *weakrefs;
 } hm_tracer;
 
@@ -79,10 +80,16 @@ tracer_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf,
             }
         }
     }
-    if (self->previous != NULL) {
+    if (self->previous != NULL && !self->forwarding) {
+        /* greenlet never calls a trace function re-entrantly: being called
+           again while forwarding means the chain loops back here (two
+           tracers made each other's previous). Stop the loop here rather
+           than recurse without end. */
         PyObject *previous = self->previous;
         Py_INCREF(previous);
+        self->forwarding = 1;
         PyObject *result = PyObject_Vectorcall(previous, args, nargsf, kwnames);
+        self->forwarding = 0;
         if (result == NULL) {
             /* The previous function's error must not unhook hubmon. */
             PyErr_WriteUnraisable(previous);
@@ -191,6 +198,25 @@ record_of(hm_tracer *self, PyObject *obj)
     return ((hm_record_object *)obj)->rec;
 }
 
+/* Whether following `previous` from `start` through hubmon tracers (of
+   self's type) reaches `self`: installing self on top would close a loop.
+   Needs the GIL. */
+static int
+chain_reaches(PyObject *start, hm_tracer *self)
+{
+    PyObject *link = start;
+    for (int depth = 0; depth < 1000 && link != NULL; depth++) {
+        if (link == (PyObject *)self) {
+            return 1;
+        }
+        if (Py_TYPE(link) != Py_TYPE(self)) {
+            return 0;
+        }
+        link = ((hm_tracer *)link)->previous;
+    }
+    return link != NULL;
+}
+
 PyDoc_STRVAR(install_doc,
 "install() -> bool\n--\n\n"
 "Make this the calling thread's trace function, chaining to the one\n"
@@ -210,7 +236,8 @@ tracer_install(hm_tracer *self, PyObject *unused)
     if (now == NULL) {
         goto error;
     }
-    if (now == (PyObject *)self || (self->installed && now != Py_None)) {
+    if (now == (PyObject *)self || (self->installed && now != Py_None)
+            || chain_reaches(now, self)) {
         result = Py_False;
         Py_INCREF(result);
         goto error;
