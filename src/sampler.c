@@ -29,6 +29,8 @@
 #define HM_MAX_PERIOD 1.0
 /* How many events one pass hands to Python; the rest wait for the next pass. */
 #define HM_MAX_EVENTS 32
+/* How long exit waits for the native thread, in seconds. */
+#define HM_EXIT_PATIENCE 1
 /* When an event could not reach Python, how soon its work is retried. */
 #define HM_RETRY_DELAY 0.1
 
@@ -770,10 +772,34 @@ hm_record_traced(hm_record *rec, int delta)
     pthread_mutex_unlock(&hm_sampler_lock);
 }
 
+/* Joins `thread`, waiting HM_EXIT_PATIENCE seconds at most. Returns 0 when
+   it was joined, -1 when it is still running (it is then detached). */
+static int
+join_with_patience(pthread_t thread)
+{
+#if defined(__GLIBC__) && defined(_GNU_SOURCE)
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += HM_EXIT_PATIENCE;
+    if (pthread_timedjoin_np(thread, NULL, &deadline) == 0) {
+        return 0;
+    }
+    pthread_detach(thread);
+    return -1;
+#else
+    pthread_join(thread, NULL);
+    return 0;
+#endif
+}
+
 /* Stops and joins the native thread for good: the interpreter is exiting.
    Must be called WITHOUT the GIL (the thread may be waiting for it, and it
    needs the GIL once more to give back its thread state). Needs
-   hm_sampler_lock NOT held. */
+   hm_sampler_lock NOT held. A thread held up by user code of a capture (a
+   repr that waits) is waited for HM_EXIT_PATIENCE seconds, then left like a
+   daemon thread: it never calls into Python again once it sees the stop
+   (and the interpreter ends a thread that asks for the GIL while it
+   finalizes). */
 void
 hm_sampler_shutdown(void)
 {
@@ -788,7 +814,7 @@ hm_sampler_shutdown(void)
     pthread_cond_signal(&S.cond);
     pthread_t thread = S.thread;
     pthread_mutex_unlock(&hm_sampler_lock);
-    pthread_join(thread, NULL);
+    (void)join_with_patience(thread);
     pthread_mutex_lock(&hm_sampler_lock);
     S.thread_exists = 0;
     S.native_id = 0;

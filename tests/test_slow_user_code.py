@@ -131,3 +131,25 @@ print('BLOCKS', monitor.stats()['blocks'])
 """, env=ENV, timeout=25)
     assert proc.returncode == 0, proc.stderr
     assert "BLOCKS 3" in proc.stdout, proc.stdout + proc.stderr
+
+
+def test_exit_is_prompt_while_a_report_repr_sleeps(python):
+    # User code of a capture runs on the native thread itself: exit waits
+    # for it one second at most.
+    proc = python("""
+import hubmon, gevent, sys, time
+class Slow:
+    def __repr__(self):
+        time.sleep(30)
+        return 'slow'
+def culprit(arg):
+    time.sleep(0.3)
+gevent.spawn(culprit, Slow()).join()
+print('MAIN ENDS', time.monotonic(), flush=True)
+sys.exit(4)
+""", env=ENV, timeout=25)
+    ended = time.monotonic()
+    assert proc.returncode == 4, proc.stderr
+    main_ended = float(proc.stdout.split("MAIN ENDS ")[1].split()[0])
+    assert ended - main_ended < 3.0, ended - main_ended
+    assert "Fatal Python error" not in proc.stderr
