@@ -868,6 +868,12 @@ def _format_greenlets(lines: list, ctx: _Context,
         return
     if greenlets is None:
         greenlets = _find_greenlets()
+    if ctx.own_ident in ctx.excluded:
+        # A monitor's own thread (hubmon's) is left out: so is its greenlet.
+        own = _getcurrent()
+        greenlets = list(itertools.compress(
+            greenlets, map(operator.is_not, greenlets, itertools.repeat(own))))
+        own = None
     try:
         current = ctx.current_greenlet
         forest = _Forest(greenlets, ctx.highlight, current)
