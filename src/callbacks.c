@@ -65,6 +65,10 @@ static char header[256];
 static size_t header_len;
 static int header_fd = -1;
 static atomic_int header_ready;
+/* 1 from the moment the native thread has the GIL: a timer signal that
+   arrives after that (the timer fired just as the GIL came) dumps nothing,
+   since the stacks are no longer frozen by the blocking call. */
+static atomic_int gil_taken = 1;
 #if HM_HAVE_GIL_DUMP
 static timer_t armed_timer;
 static int timer_armed;
@@ -104,7 +108,7 @@ static void
 gil_dump_handler(int signum, siginfo_t *info, void *context)
 {
     int saved_errno = errno;
-    if (!atomic_load(&dump_active)) {
+    if (!atomic_load(&dump_active) || atomic_load(&gil_taken)) {
         errno = saved_errno;
         return;
     }
@@ -171,7 +175,9 @@ hm_gil_handler_install(int signum)
     struct sigaction ours;
     memset(&ours, 0, sizeof(ours));
     ours.sa_sigaction = gil_dump_handler;
-    ours.sa_flags = SA_SIGINFO | SA_RESTART;
+    /* SA_ONSTACK: on faulthandler's alternate stack where the thread has
+       one, not on whatever greenlet stack happens to be current. */
+    ours.sa_flags = SA_SIGINFO | SA_RESTART | SA_ONSTACK;
     sigemptyset(&ours.sa_mask);
     if (sigaction(signum, &ours, &previous_action) != 0) {
         PyErr_SetFromErrno(PyExc_OSError);
@@ -268,6 +274,7 @@ arm_gil_timer(const hm_event *ev)
     header_len = (size_t)n < sizeof(header) ? (size_t)n : sizeof(header) - 1;
     header_fd = dump_fd;
     atomic_store(&header_ready, 1);
+    atomic_store(&gil_taken, 0);
 
     struct sigevent sev;
     memset(&sev, 0, sizeof(sev));
@@ -348,6 +355,7 @@ hm_callback_dispatch(const hm_event *ev)
 #endif
     double asked = hm_monotonic();
     enter_python();
+    atomic_store(&gil_taken, 1);
     double gil_wait = hm_monotonic() - asked;
 #if HM_HAVE_GIL_DUMP
     if (armed) {

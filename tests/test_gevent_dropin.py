@@ -36,7 +36,13 @@ def test_every_import_order_monitors_with_hubmon(python, order):
     assert "monitor hubmon.monitor Monitor" in proc.stdout
     assert "gevent thread module imported False" in proc.stdout or "gevent.sleep(0)" in order
     assert "reports 1" in proc.stdout
-    assert proc.stderr.count("appears to be blocked") == 1
+    # The spin is reported once, by hubmon. (With the hub started before
+    # the import, gevent's own monitor runs until hubmon replaces it, and may
+    # rightly report a slow import itself: a sanitizer build makes it slow.)
+    reports = [r for r in proc.stderr.split("=" * 80) if "appears to be blocked" in r]
+    assert len([r for r in reports if "spin" in r]) == 1, proc.stderr
+    assert all("Reported by <hubmon.Monitor" in r for r in reports if "spin" in r)
+    assert len(reports) == 1 or "gevent.sleep(0)" in order, proc.stderr
 
 
 def test_hub_started_before_import_swaps_gevents_thread_for_hubmon(python):

@@ -52,16 +52,22 @@ def test_a_hang_is_reported_with_every_threads_stacks():
     for function, marker in (("worker_waits_forever", "# worker thread: hangs here"),
                              ("main_waits_forever", "# main thread: hangs here")):
         assert "line %d in %s" % (_line_of(marker), function) in text, text
-    assert text.count("Thread 0x") >= 2, text
-    # gdb: native frames, or a word that it is missing.
+    # faulthandler names each thread "Thread 0x..." and the one it runs in
+    # "Current thread 0x...".
+    assert text.count("hread 0x") >= 2, text
+    # gdb: native frames, or a word that it is missing. Attaching to a
+    # sanitizer build (terabytes of shadow memory mapped) can outlast gdb's
+    # own time limit: then the note says so.
+    sanitized = bool(os.environ.get("HUBMON_SANITIZED"))
     if os.path.exists(GDB) or shutil.which("gdb"):
         native = error.gdb_output
-        assert any(word in native for word in ("pthread", "futex", "sem_")), native
+        if not (sanitized and "did not finish" in native):
+            assert any(word in native for word in ("pthread", "futex", "sem_")), native
         assert native in text
     else:
         assert "gdb is not installed" in text
     assert repr(error).startswith("ChildTimeout(") and "worker_waits_forever" in repr(error)
-    assert took < 15
+    assert took < (60 if sanitized else 15)
 
 
 def test_pythonunbuffered_is_dropped_unless_asked_for(monkeypatch):
