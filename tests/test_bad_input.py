@@ -87,7 +87,12 @@ def test_config_assignment_names_setting_and_value(name, value):
     assert name in str(info.value) and repr(value)[:6] in str(info.value)
 
 
-def test_invalid_environment_value_names_the_variable_when_gevent_starts(python):
+@pytest.mark.parametrize("variable, value", [("GEVENT_MAX_BLOCKING_TIME", "soon"),
+                                             ("HUBMON_REPORT_TO", "bogus"),
+                                             ("HUBMON_REPORT_GREENLETS", "x"),
+                                             ("HUBMON_GIL_SIGNAL", "2")])
+def test_invalid_environment_value_names_the_variable_when_gevent_starts(python, variable, value):
+    # The drop-in validates every setting a monitor uses when the hub starts.
     pytest.importorskip("gevent")
     proc = python("""
 import hubmon, gevent
@@ -95,9 +100,9 @@ try:
     gevent.sleep(0)
 except Exception as ex:
     print(type(ex).__name__, ex)
-""", env={"GEVENT_MONITOR_THREAD_ENABLE": "true", "GEVENT_MAX_BLOCKING_TIME": "soon"})
-    assert "GEVENT_MAX_BLOCKING_TIME" in proc.stdout + proc.stderr
-    assert "'soon'" in proc.stdout + proc.stderr
+""", env={"GEVENT_MONITOR_THREAD_ENABLE": "true", variable: value})
+    out = proc.stdout + proc.stderr
+    assert "%s=%r is invalid" % (variable, value) in out, out
     assert "Fatal Python error" not in proc.stderr
 
 

@@ -122,22 +122,6 @@ except hubmon.ConfigError as error:
     assert "ERROR %s=%r is invalid" % (variable, value) in proc.stdout, proc.stdout + proc.stderr
 
 
-@pytest.mark.parametrize("variable, value", [("HUBMON_REPORT_TO", "bogus"),
-                                             ("HUBMON_REPORT_GREENLETS", "x")])
-def test_the_gevent_drop_in_validates_every_setting_when_the_hub_starts(python, variable, value):
-    pytest.importorskip("gevent")
-    proc = python("""
-import hubmon, gevent
-try:
-    gevent.sleep(0)
-except Exception as ex:
-    print(type(ex).__name__, ex)
-""", env={"GEVENT_MONITOR_THREAD_ENABLE": "true", variable: value})
-    out = proc.stdout + proc.stderr
-    assert "%s=%r is invalid" % (variable, value) in out, out
-    assert "Fatal Python error" not in proc.stderr
-
-
 def test_the_cli_validates_every_setting(tmp_path):
     from conftest import ROOT, run_command
     script = tmp_path / "program.py"
