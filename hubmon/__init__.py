@@ -41,7 +41,8 @@ def _shutdown() -> None:
     """At exit: stop and join the native thread for good, then let the reports
     being written finish for a bounded time; never wait for user code."""
     _core.shutdown()
-    _delivery.shutdown()
+    if not _delivery.shutdown():
+        _output.flush_logging_boundedly(0.2)
 
 
 def _before_fork() -> None:

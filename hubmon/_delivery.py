@@ -16,13 +16,16 @@ Every job is contained: whatever it raises (``SystemExit``,
 and the thread goes on. A job that forks leaves a child whose only thread is
 this one: the child ends with ``os._exit(0)`` as soon as the job returns.
 At exit, :func:`shutdown` waits for the printer a bounded time and never for
-the events thread.
+the events thread; neither thread ends (they wait for the process to end,
+like daemon threads), so no thread state is given back while the
+interpreter finalizes.
 """
 from __future__ import annotations
 
 import os
 import sys
-from typing import Any, Callable, Optional
+import time
+from typing import Any, Callable
 
 from . import _output
 from ._threads import mark_own_thread, real_lock, start_thread
@@ -112,15 +115,22 @@ class Worker:
             ended.release()
 
     def shutdown(self, timeout: float) -> bool:
-        """Refuse new jobs, let the queued ones run for ``timeout`` seconds at most.
+        """Refuse new jobs; wait ``timeout`` seconds at most for the queued ones.
 
-        Returns whether the thread ended in time (or never ran).
+        Returns whether they all ran in time (or the thread never ran). The
+        thread itself is left waiting for a job that never comes: a thread
+        that ended now would give back its thread state while the
+        interpreter finalizes, and with it whatever user code left there (a
+        gevent hub, say), which is not safe then.
         """
         self._closed = True
         if self._queue is None or self._pid != os.getpid():
             return True
-        self._queue.put(None)
-        return bool(self._ended.acquire(True, timeout))
+        if timeout <= 0:
+            return False
+        drained = Flag()
+        self._queue.put((drained.set, ()))
+        return drained.wait(timeout)
 
     def after_fork_in_child(self) -> None:
         """In a forked child: the thread does not exist there; start anew on demand."""
@@ -156,10 +166,45 @@ printer = Worker("printer")
 EXIT_PATIENCE = 1.0
 
 
-def shutdown() -> None:
-    """At exit: let the printer finish (``EXIT_PATIENCE`` at most); never wait for user code."""
+def drop_gevent_hub() -> None:
+    """Destroy the gevent hub that user code made in the calling thread, if any. Never raises."""
+    hub_local = sys.modules.get("gevent._hub_local")
+    get_hub_if_exists = getattr(hub_local, "get_hub_if_exists", None)
+    if get_hub_if_exists is None:
+        return
+    try:
+        hub = get_hub_if_exists()
+        if hub is not None:
+            hub.destroy(destroy_loop=True)
+    except BaseException:
+        pass
+    set_hub = getattr(hub_local, "set_hub", None)
+    if set_hub is not None:
+        try:
+            set_hub(None)
+        except BaseException:
+            pass
+
+
+def shutdown() -> bool:
+    """At exit: let the printer finish (``EXIT_PATIENCE`` at most); never wait for user code.
+
+    Returns whether both threads are idle now (False: user code, or a
+    stream, still holds one of them, and perhaps a lock with it).
+
+    A gevent hub that user code made in one of hubmon's threads is
+    destroyed in its thread before the interpreter finalizes (a hub left in
+    a thread that outlives finalization is not safe to free then), unless
+    user code there still runs after ``EXIT_PATIENCE``.
+    """
+    deadline = time.monotonic() + EXIT_PATIENCE
+    events_done = Flag()
+    if not events.post(lambda: (drop_gevent_hub(), events_done.set())):
+        events_done.set()
+    printer.post(drop_gevent_hub)
     events.shutdown(0.0)
-    printer.shutdown(EXIT_PATIENCE)
+    printed = printer.shutdown(EXIT_PATIENCE)
+    return events_done.wait(max(0.0, deadline - time.monotonic())) and printed
 
 
 def after_fork_in_child() -> None:

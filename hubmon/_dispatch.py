@@ -11,7 +11,6 @@ run a hub there; it raises instead, and the report shows the error.
 """
 from __future__ import annotations
 
-import sys
 from typing import Any, Callable, Dict
 
 import greenlet
@@ -52,28 +51,6 @@ def _forbid_switch(event: str, args: Any) -> None:
                           % (event, args[1] if isinstance(args, tuple) and len(args) > 1 else args))
 
 
-def _drop_gevent_hub() -> None:
-    """Destroy a gevent hub that code run by a capture created in this thread.
-
-    It never ran (the switch into it was forbidden) and never will; left
-    alone it would be freed only when the thread gives back its state.
-    """
-    hub_local = sys.modules.get("gevent._hub_local")
-    get_hub_if_exists = getattr(hub_local, "get_hub_if_exists", None)
-    if get_hub_if_exists is None:
-        return
-    hub = get_hub_if_exists()
-    if hub is None:
-        return
-    try:
-        hub.destroy(destroy_loop=True)
-    except BaseException:
-        pass
-    set_hub = getattr(hub_local, "set_hub", None)
-    if set_hub is not None:
-        set_hub(None)
-
-
 def capture(function: Callable[..., Any], *args: Any) -> Any:
     """Run ``function(*args)`` in the native thread with every greenlet switch forbidden."""
     greenlet.settrace(_forbid_switch)
@@ -81,7 +58,9 @@ def capture(function: Callable[..., Any], *args: Any) -> Any:
         return function(*args)
     finally:
         greenlet.settrace(None)
-        _drop_gevent_hub()
+        # A hub that code of the capture made here could never run; left
+        # alone it would be freed only when the thread gives back its state.
+        _delivery.drop_gevent_hub()
 
 
 def _check_memory() -> None:

@@ -23,9 +23,11 @@ __all__ = ["write", "write_error", "write_stderr", "format_error", "logger"]
 #: The logger of ``report_to='logging'``.
 logger = logging.getLogger("hubmon")
 
-# Held while hubmon writes through a stream object (or flushes one); the fork
-# hook takes it (boundedly) so that no such write is in progress while the
-# process forks. Never held during a write to a file descriptor.
+# Held while hubmon logs a report or flushes a stream that has a descriptor
+# (both may hold an io buffer lock for as long as the reader makes them
+# wait); the fork hook takes it (boundedly) so that no such write is in
+# progress while the process forks. Never held during hubmon's own write to
+# a descriptor, nor while writing to a stream without one.
 _gate = real_lock()
 _FORK_PATIENCE = 1.0
 _held_for_fork = False
@@ -67,11 +69,12 @@ def write(stream: Any, text: str) -> None:
         return
     fd = _fileno(stream)
     if fd is None:
-        with _gate:
-            stream.write(data)
-            flush = getattr(stream, "flush", None)
-            if flush is not None:
-                flush()
+        # No descriptor, so no buffer lock of the io module that a fork could
+        # copy held: no reason to make a fork wait for a slow stream.
+        stream.write(data)
+        flush = getattr(stream, "flush", None)
+        if flush is not None:
+            flush()
         return
     # What the program left in the stream's buffer goes first. stderr is
     # line-buffered, so this rarely writes anything; the gate keeps a fork
@@ -107,10 +110,60 @@ def write_error(what: str) -> None:
     write_stderr(format_error(what))
 
 
+def flush_logging_boundedly(patience: float) -> None:
+    """At exit, when one of hubmon's threads is still busy: flush and close
+    the logging handlers now, skipping any whose lock is not free within
+    ``patience`` seconds, and drop logging's own exit hook, which would wait
+    for such a lock for as long as the busy thread holds it (a report logged
+    through a handler that hangs, a subscriber that logs). Never raises.
+    """
+    logging_module = sys.modules.get("logging")
+    if logging_module is None:
+        return
+    try:
+        import atexit
+        atexit.unregister(logging_module.shutdown)
+        refs = list(getattr(logging_module, "_handlerList", ()))
+    except BaseException:
+        return
+    for ref in reversed(refs):
+        try:
+            handler = ref()
+            lock = getattr(handler, "lock", None)
+            if handler is None or (lock is not None and not lock.acquire(True, patience)):
+                continue
+            try:
+                if getattr(handler, "flushOnClose", True):
+                    handler.flush()
+                handler.close()
+            finally:
+                if lock is not None:
+                    lock.release()
+        except BaseException:
+            pass
+
+
 def before_fork() -> None:
-    """os.register_at_fork(before=...): let a write through a stream object end first."""
+    """os.register_at_fork(before=...): let a logged report or a flush end first.
+
+    The wait is hubmon's, not the program's: the forking thread's monitors
+    do not count it as a block.
+    """
     global _held_for_fork
-    _held_for_fork = _gate.acquire(True, _FORK_PATIENCE)
+    if _gate.acquire(False):
+        _held_for_fork = True
+        return
+    from .monitor import running_monitors
+    from ._threads import real_get_ident
+    me = real_get_ident()
+    mine = [m for m in running_monitors() if m.thread_ident == me]
+    for monitor in mine:
+        monitor.ignore_current_greenlet_blocking()
+    try:
+        _held_for_fork = _gate.acquire(True, _FORK_PATIENCE)
+    finally:
+        for monitor in mine:
+            monitor.monitor_current_greenlet_blocking()
 
 
 def after_fork_in_parent() -> None:

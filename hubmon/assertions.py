@@ -17,7 +17,7 @@ from __future__ import annotations
 import functools
 import sys
 import time
-from typing import Any, Callable, Dict, List, Optional, Tuple, TypeVar
+from typing import Any, Callable, List, Optional, Tuple, TypeVar
 
 import greenlet
 

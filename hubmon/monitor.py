@@ -90,6 +90,7 @@ class Monitor:
         self.thread_ident = real_get_ident()
         self._functions: List[MonitoringFunction] = []
         self._blocked_greenlet: Any = None
+        self._blocked_since: Optional[float] = None
         self._running = False
         self._gil_dump = False
         self._warned_blind = False
@@ -142,6 +143,10 @@ class Monitor:
             del _by_hub[self._hub_id]
         memory_watch.remove(self)
         self._record.stop()
+        if self._blocked_since is not None:
+            # A blockage reported and not ended: it ends with the monitor
+            # (its thread ended, say), and its EventLoopUnblocked fires.
+            self._on_unblocked(_core.monotonic() - self._blocked_since)
         if touch_tracer:
             _tracing.detach(self._record, self.thread_ident)
         if self._gil_dump:
@@ -312,6 +317,7 @@ class Monitor:
             _delivery.printer.post(self._warn_blind)
             return False
         self._blocked_greenlet = _weak(culprit)
+        self._blocked_since = _core.monotonic() - duration - gil_wait
         info = format_blocked_report(
             greenlet=culprit, thread_ident=self.thread_ident, duration=duration,
             threshold=self.max_blocking_time, hub=hub,
@@ -320,9 +326,17 @@ class Monitor:
             _greenlets=greenlets)
         del greenlets
         if gil_wait > 0.05:
+            if _core.gil_dump_lost():
+                dump = ("No stack could be written while it ran: signal %d no longer has "
+                        "hubmon's handler (the program replaced it), so the dump is off."
+                        % (self.gil_signal,))
+            elif self._gil_dump:
+                dump = "The stacks written while it ran (faulthandler) are above."
+            else:
+                dump = "The stack dump is off (HUBMON_GIL_SIGNAL)."
             info.insert(2, "    The GIL was held for %.3f seconds before this report could be "
-                           "built: a C call that does not release it was running. The stacks "
-                           "written while it ran (faulthandler) are above." % gil_wait)
+                           "built: a C call that does not release it was running. %s"
+                           % (gil_wait, dump))
         event = EventLoopBlocked(culprit, self.max_blocking_time, info, hub=hub)
         event.duration = duration + gil_wait
         delivered = _delivery.Flag()
@@ -364,11 +378,15 @@ class Monitor:
         try:
             _output.write(stream, text)
         except BaseException:
-            _output.write_error("writing the report to %s" % (_safe_hub_repr(stream),))
+            where = ("logging.getLogger('hubmon')" if stream is None
+                     else "the stream %s" % (_safe_hub_repr(stream),))
+            _output.write_error("the report could not be written to %s (%s)" % (
+                where, type(sys.exc_info()[1]).__name__))
 
     def _on_unblocked(self, duration: float) -> None:
         """Native thread: the hub runs again; the event fires in the events thread."""
         ref, self._blocked_greenlet = self._blocked_greenlet, None
+        self._blocked_since = None
         culprit = ref() if ref is not None else None
         _delivery.events.post(notify, EventLoopUnblocked(culprit, self.hub, duration))
 

@@ -69,6 +69,10 @@ static atomic_int header_ready;
    arrives after that (the timer fired just as the GIL came) dumps nothing,
    since the stacks are no longer frozen by the blocking call. */
 static atomic_int gil_taken = 1;
+/* Set when a dump was due but the signal no longer had hubmon's handler
+   (the program restored SIG_DFL over it, say): sending it could kill the
+   process. Read and cleared by Python (hm_gil_dump_lost). */
+static atomic_int dump_lost;
 #if HM_HAVE_GIL_DUMP
 static timer_t armed_timer;
 static int timer_armed;
@@ -228,6 +232,14 @@ disarm_locked(void)
 }
 #endif
 
+/* Whether a dump was skipped because the signal's handler is no longer
+   hubmon's, since the last call. Needs nothing. */
+int
+hm_gil_dump_lost(void)
+{
+    return atomic_exchange(&dump_lost, 0);
+}
+
 /* Turns the dump off and closes hubmon's duplicate. A signal already on its
    way finds the handler inactive. Needs the GIL (or a single thread). */
 void
@@ -261,6 +273,14 @@ arm_gil_timer(const hm_event *ev)
     int armed = 0;
     pthread_mutex_lock(&hm_sampler_lock);
     if (dump_fd < 0 || !atomic_load(&dump_active) || timer_armed) {
+        goto done;
+    }
+    /* Only while the handler in place is hubmon's: the default action of
+       these signals ends the process. (While the block lasts the GIL is
+       held, so no Python code can change the handler before the timer
+       fires.) */
+    if (hm_signal_disposition(installed_signal) != 2) {
+        atomic_store(&dump_lost, 1);
         goto done;
     }
     int n = snprintf(header, sizeof(header),

@@ -170,6 +170,7 @@ void hm_callback_atfork_child(void);
 int hm_gil_handler_install(int signum);
 int hm_gil_dump_enable(int fd);
 void hm_gil_dump_disable(void);
+int hm_gil_dump_lost(void);
 int hm_signal_disposition(int signum);
 
 /* tracer.c and record.c: the two Python types of a thread's tracing. */

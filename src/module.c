@@ -272,6 +272,19 @@ hm_name_this_thread(PyObject *module, PyObject *arg)
     Py_RETURN_NONE;
 }
 
+PyDoc_STRVAR(gil_dump_lost_doc,
+"gil_dump_lost() -> bool\n--\n\n"
+"Whether a GIL stack dump was skipped, since the last call, because the\n"
+"signal's handler was no longer hubmon's.");
+
+static PyObject *
+hm_gil_dump_lost_py(PyObject *module, PyObject *unused)
+{
+    (void)module;
+    (void)unused;
+    return PyBool_FromLong(hm_gil_dump_lost());
+}
+
 PyDoc_STRVAR(monotonic_doc,
 "monotonic() -> float\n--\n\nThe native thread's clock (CLOCK_MONOTONIC).");
 
@@ -321,6 +334,7 @@ static PyMethodDef module_methods[] = {
     {"gil_dump_enable", hm_gil_dump_enable_py, METH_O, gil_dump_enable_doc},
     {"gil_dump_disable", hm_gil_dump_disable_py, METH_NOARGS, gil_dump_disable_doc},
     {"name_this_thread", hm_name_this_thread, METH_O, name_this_thread_doc},
+    {"gil_dump_lost", hm_gil_dump_lost_py, METH_NOARGS, gil_dump_lost_doc},
     {"monotonic", hm_monotonic_py, METH_NOARGS, monotonic_doc},
     {"histogram_bounds", hm_histogram_bounds, METH_NOARGS, histogram_bounds_doc},
     {NULL, NULL, 0, NULL}

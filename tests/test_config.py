@@ -1,6 +1,5 @@
 """Tests of hubmon.config: environment parsing, validation in code, caching and reload."""
 import math
-import os
 import signal
 import sys
 from decimal import Decimal

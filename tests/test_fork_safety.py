@@ -161,3 +161,33 @@ while not os.waitpid(pid, os.WNOHANG)[0]:
     assert proc.returncode == 0, proc.stderr
     assert "CHILD native_before=0 native_after=1" in proc.stderr, proc.stderr
     assert proc.stderr.count("appears to be blocked") == 1, proc.stderr
+
+
+def test_a_slow_stream_without_a_descriptor_never_slows_forks_nor_is_reported(python):
+    proc = python("""
+import hubmon, gevent, os, sys, time
+class Proxy:                            # like a logging proxy: no fileno()
+    def write(self, text):
+        time.sleep(3)
+        return len(text)
+    def flush(self):
+        pass
+sys.stderr = Proxy()
+gevent.spawn(time.sleep, 0.2).join()
+gevent.sleep(0.05)                       # the printer is now in Proxy.write
+took = []
+for i in range(3):
+    start = time.monotonic()
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    took.append(time.monotonic() - start)
+    os.waitpid(pid, 0)
+    gevent.sleep(0.05)
+monitor = hubmon.running_monitors()[0]
+sys.__stdout__.write('SLOWEST %.3f BLOCKS %d\\n' % (max(took), monitor.stats()['blocks']))
+""", env=dict(ENV, GEVENT_MAX_BLOCKING_TIME="0.1"), timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    slowest = float(proc.stdout.split("SLOWEST ")[1].split()[0])
+    assert slowest < 0.5, proc.stdout
+    assert "BLOCKS 1" in proc.stdout, proc.stdout

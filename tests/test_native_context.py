@@ -204,3 +204,40 @@ print('PARENT DONE', os.getpid())
     import os
     for pid in pids:
         assert not os.path.exists("/proc/%d" % pid) or "Z" in open("/proc/%d/stat" % pid).read().split()[2]
+
+
+def test_monitoring_function_that_runs_a_gevent_hub_never_crashes_exit(python):
+    # The events thread gets a gevent hub of its own; it is destroyed there
+    # before the interpreter finalizes (a crash at exit, 8 runs in 10, before).
+    for _ in range(4):
+        proc = python("""
+import hubmon, gevent, time
+def check(hub):
+    gevent.sleep(0.01)
+gevent.sleep(0)
+gevent.get_hub().periodic_monitoring_thread.add_monitoring_function(check, 0.2)
+for i in range(3):
+    gevent.spawn(time.sleep, 0.3).join()
+    gevent.sleep(0.3)
+print('END')
+""", env=ENV)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert "END" in proc.stdout
+
+
+def test_unblocked_fires_for_every_block_even_when_the_thread_ends_at_once(python):
+    proc = python("""
+import hubmon, gevent, threading, time
+from hubmon import events
+seen = []
+events.subscribers.append(lambda e: seen.append(type(e).__name__))
+def work():
+    gevent.spawn(time.sleep, 0.3).join()     # the thread ends right after its block
+for _ in range(5):
+    t = threading.Thread(target=work)
+    t.start(); t.join()
+gevent.sleep(0.5)
+print('BLOCKED', seen.count('EventLoopBlocked'), 'UNBLOCKED', seen.count('EventLoopUnblocked'))
+""", env=ENV)
+    assert proc.returncode == 0, proc.stderr
+    assert "BLOCKED 5 UNBLOCKED 5" in proc.stdout, proc.stdout

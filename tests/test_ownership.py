@@ -151,3 +151,22 @@ print('REPORTED', 'appears to be blocked' in out.getvalue())
     assert proc.returncode == 0, proc.stderr
     assert "REPORTED True" in proc.stdout, proc.stdout + proc.stderr
     assert "ConfigError" not in proc.stderr
+
+
+@pytest.mark.skipif(not LINUX, reason="the GIL stack dump is Linux only")
+def test_a_signal_handler_restored_over_hubmons_never_kills_the_process(python):
+    # signal.getsignal() does not know hubmon's C handler: the save/restore
+    # idiom puts SIG_DFL back, whose action for this signal ends the process.
+    proc = python(CALIBRATED_GIL_HOLD + """
+import hubmon, gevent, signal
+gevent.sleep(0)
+sig = gevent.get_hub().periodic_monitoring_thread.gil_signal
+old = signal.signal(sig, lambda *args: None)
+signal.signal(sig, old)
+gevent.spawn(hold_gil).join()
+gevent.sleep(0.2)
+print('SURVIVED', old == signal.SIG_DFL)
+""", env={"GEVENT_MONITOR_THREAD_ENABLE": "true", "GEVENT_MAX_BLOCKING_TIME": "0.1"})
+    assert proc.returncode == 0, proc.stderr
+    assert "SURVIVED True" in proc.stdout
+    assert "no longer has hubmon's handler" in proc.stderr, proc.stderr

@@ -153,3 +153,31 @@ sys.exit(4)
     main_ended = float(proc.stdout.split("MAIN ENDS ")[1].split()[0])
     assert ended - main_ended < 3.0, ended - main_ended
     assert "Fatal Python error" not in proc.stderr
+
+
+@pytest.mark.parametrize("who", ["hubmon's report", "a subscriber"])
+def test_exit_is_prompt_while_a_logging_handler_hangs(python, who):
+    # logging's own exit hook would wait for the handler's lock, held by
+    # hubmon's thread for as long as the handler hangs.
+    setup = {"hubmon's report": "hubmon.config.report_to = 'logging'\n"
+                                "logging.getLogger('hubmon').addHandler(Slow())\n",
+             "a subscriber": "log = logging.getLogger('app'); log.addHandler(Slow())\n"
+                             "events.subscribers.append(lambda e: log.warning('%r', e))\n"}[who]
+    proc = python("""
+import hubmon, gevent, logging, time
+from hubmon import events
+entered = []
+class Slow(logging.Handler):
+    def emit(self, record):
+        entered.append(1)
+        time.sleep(30)                  # the log sink is down
+""" + setup + """
+gevent.spawn(time.sleep, 0.3).join()
+while not entered:
+    gevent.sleep(0.01)
+print('MAIN ENDS', time.monotonic(), flush=True)
+""", env=ENV, timeout=25)
+    ended = time.monotonic()
+    assert proc.returncode == 0, proc.stderr
+    main_ended = float(proc.stdout.split("MAIN ENDS ")[1].split()[0])
+    assert ended - main_ended < 2.5, ended - main_ended

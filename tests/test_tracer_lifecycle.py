@@ -1,7 +1,6 @@
 """The trace function's life: bounded chains, dead threads, replaced tracers."""
 from __future__ import annotations
 
-import pytest
 
 
 def test_start_in_the_hub_thread_stop_from_another_ten_thousand_times(python):
