@@ -230,7 +230,8 @@ class _Signal:
         if hasattr(signal, "SIGRTMIN"):
             rt = f", or a real-time signal from {int(signal.SIGRTMIN)} (SIGRTMIN) to {int(signal.SIGRTMAX)} (SIGRTMAX)"
         usr = f"{int(signal.SIGUSR1)} (SIGUSR1), {int(signal.SIGUSR2)} (SIGUSR2)" if hasattr(signal, "SIGUSR1") else ""
-        return (f"'auto', 'off' or 0, or a signal without a standard meaning: {usr}{rt}; "
+        return (f"'auto', 'off' or 0, or a signal without a standard meaning, by number or by "
+                f"name (SIGUSR1, SIGRTMIN+3): {usr}{rt}; "
                 "signals such as SIGINT, SIGTERM, SIGHUP, SIGCHLD, SIGPIPE or SIGALRM belong to the program")
 
     def _check(self, number: int | None, label: str, raw: object) -> int:
@@ -240,16 +241,35 @@ class _Signal:
             return number
         raise _invalid(label, raw, self._expected())
 
+    @staticmethod
+    def _by_name(word: str) -> int | None:
+        """The number of a signal named like ``SIGUSR1``, ``sigrtmin+3`` or ``SIGRTMAX-1``, or None."""
+        import signal
+
+        name, sign, offset = word.upper().partition("+")
+        if not sign:
+            name, sign, offset = word.upper().partition("-")
+        base = getattr(signal, name, None) if name.startswith("SIG") else None
+        if not isinstance(base, int) or (sign and name not in ("SIGRTMIN", "SIGRTMAX")):
+            return None
+        if not sign:
+            return int(base)
+        if not offset.isdigit():
+            return None
+        return int(base) + int(offset) if sign == "+" else int(base) - int(offset)
+
     def from_env(self, text: str, label: str) -> int | str:
         word = text.strip().lower()
         if word == "auto":
             return "auto"
         if word == "off":
             return 0
-        try:
-            number = int(word)
-        except ValueError:
-            raise _invalid(label, text, self._expected()) from None
+        number = self._by_name(word)
+        if number is None:
+            try:
+                number = int(word)
+            except ValueError:
+                raise _invalid(label, text, self._expected()) from None
         return self._check(number, label, text)
 
     def from_code(self, value: object, label: str) -> int | str:

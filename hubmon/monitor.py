@@ -226,8 +226,11 @@ class Monitor:
         A ``period`` of None removes the function; the same function added
         again gets the new period. ``period <= 0`` or a non-callable raise
         ValueError. The function runs in hubmon's ``events`` thread, not in
-        the hub's thread: it must not use gevent's blocking API. Whatever it
-        raises is written to stderr and it keeps being called at its period.
+        the hub's thread (as in gevent, where it runs in the monitor's
+        thread): gevent's blocking API there runs that thread's own hub, not
+        the watched one, and a function that blocks delays only the next
+        events, never detection. Whatever it raises is written to stderr and
+        it keeps being called at its period.
         """
         if not callable(function):
             raise ValueError("function must be callable, not %r" % (function,))

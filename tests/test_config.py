@@ -297,6 +297,8 @@ def test_report_greenlet_limit_code(cfg):
     ("auto", AUTO_SIGNAL), (" AUTO ", AUTO_SIGNAL), ("off", 0), ("OFF", 0), ("0", 0),
     (str(int(signal.SIGUSR2)), int(signal.SIGUSR2)), (f" {int(signal.SIGUSR1)} ", int(signal.SIGUSR1)),
     (str(int(signal.SIGRTMAX)), int(signal.SIGRTMAX)),
+    ("SIGUSR1", int(signal.SIGUSR1)), (" sigusr2 ", int(signal.SIGUSR2)),
+    ("SIGRTMIN+3", int(signal.SIGRTMIN) + 3), ("sigrtmax-1", int(signal.SIGRTMAX) - 1),
 ])
 def test_gil_signal_env(text, expected):
     value = read_env("gil_signal", text)
@@ -304,7 +306,8 @@ def test_gil_signal_env(text, expected):
     assert type(value) is type(expected)
 
 
-@pytest.mark.parametrize("text", ["", " ", "-1", str(signal.NSIG), "1000", "usr1", "SIGUSR1",
+@pytest.mark.parametrize("text", ["", " ", "-1", str(signal.NSIG), "1000", "usr1", "SIGINT",
+                                  "SIGUSR1+1", "SIGRTMIN+x", "SIGRTMAX+1", "SIGNOPE",
                                   "1.0", "on", "none", "--1", "auto6"]
                          + [str(int(s)) for s in FORBIDDEN_SIGNALS])
 def test_gil_signal_env_invalid(text):
@@ -322,7 +325,7 @@ def test_gil_signal_code(cfg):
         cfg.gil_signal = value
         assert cfg.gil_signal == expected
         assert type(cfg.gil_signal) is type(expected)
-    for value in [signal.SIGKILL, signal.SIGSEGV, -1, signal.NSIG, True, 10.0, None, "SIGUSR1"]:
+    for value in [signal.SIGKILL, signal.SIGSEGV, -1, signal.NSIG, True, 10.0, None, "SIGTERM"]:
         assert_code_error(cfg, "gil_signal", value)
 
 
