@@ -73,6 +73,11 @@ class Worker:
         self._closed = False
         self._starting = real_lock()
 
+    @property
+    def started(self) -> bool:
+        """Whether the thread runs in this process."""
+        return self._queue is not None and self._pid == os.getpid()
+
     def post(self, job: Callable[..., Any], *args: Any) -> bool:
         """Queue ``job(*args)``; return False when hubmon has shut down."""
         if self._closed:
@@ -199,9 +204,10 @@ def shutdown() -> bool:
     """
     deadline = time.monotonic() + EXIT_PATIENCE
     events_done = Flag()
-    if not events.post(lambda: (drop_gevent_hub(), events_done.set())):
+    if not (events.started and events.post(lambda: (drop_gevent_hub(), events_done.set()))):
         events_done.set()
-    printer.post(drop_gevent_hub)
+    if printer.started:
+        printer.post(drop_gevent_hub)
     events.shutdown(0.0)
     printed = printer.shutdown(EXIT_PATIENCE)
     return events_done.wait(max(0.0, deadline - time.monotonic())) and printed
