@@ -219,10 +219,20 @@ gevent.get_hub().periodic_monitoring_thread.add_monitoring_function(check, 0.2)
 for i in range(3):
     gevent.spawn(time.sleep, 0.3).join()
     gevent.sleep(0.3)
-print('END')
+refused = []
+def subscriber(event):
+    try:
+        hubmon.start()              # in hubmon's events thread
+    except RuntimeError as error:
+        refused.append(str(error))
+hubmon.events.subscribers.append(subscriber)
+gevent.spawn(time.sleep, 0.3).join()
+gevent.sleep(0.3)
+# The events thread's hub ran (gevent.sleep there), and is not monitored.
+print('END MONITORS', len(hubmon.running_monitors()), 'REFUSED', "hubmon's own threads" in refused[0])
 """, env=ENV)
         assert proc.returncode == 0, proc.stderr[-3000:]
-        assert "END" in proc.stdout
+        assert "END MONITORS 1 REFUSED True" in proc.stdout, proc.stdout
 
 
 def test_unblocked_fires_for_every_block_even_when_the_thread_ends_at_once(python):
