@@ -94,9 +94,12 @@ class Worker:
     def _start(self) -> None:
         self._queue = _SimpleQueue()
         self._pid = os.getpid()
-        self._ended = real_lock()
-        self._ended.acquire()
-        start_thread(lambda: self._run(self._queue, self._ended))
+        queue, ended = self._queue, real_lock()
+        ended.acquire()
+        self._ended = ended
+        # The thread gets its queue and lock now: after a fork in the child
+        # the attributes are reset before a new thread could read them.
+        start_thread(lambda: self._run(queue, ended))
 
     def _run(self, queue: Any, ended: Any) -> None:
         mark_own_thread()
@@ -169,6 +172,22 @@ printer = Worker("printer")
 
 #: How long exit waits for the reports being written, in seconds.
 EXIT_PATIENCE = 1.0
+
+
+def drain(timeout: float = 5.0) -> bool:
+    """Wait until the jobs queued now in both threads have run (``timeout`` seconds at most).
+
+    Returns whether they did. For tests: events fire in hubmon's events
+    thread, a little after the native thread detects what they tell.
+    """
+    deadline = time.monotonic() + timeout
+    for worker in (events, printer):
+        if not worker.started:
+            continue
+        done = Flag()
+        if worker.post(done.set) and not done.wait(max(0.0, deadline - time.monotonic())):
+            return False
+    return True
 
 
 def drop_gevent_hub() -> None:

@@ -26,7 +26,7 @@ from .config import ConfigError
 __all__ = ["choose_signal", "acquire", "release"]
 
 _users = 0          # monitors using the dump now
-_signal = 0         # the signal hubmon's handler is installed on (for good), or 0
+_signal = 0         # the signal hubmon's handler is installed on, or 0
 _AUTO_FIRST_OFFSET = 6
 
 
@@ -52,7 +52,7 @@ def choose_signal(value: Union[int, str], label: str) -> int:
     """
     if not value or not sys.platform.startswith("linux"):
         return 0
-    if _signal and (value == "auto" or value == _signal):
+    if _signal and not _yielded and (value == "auto" or value == _signal):
         return _signal
     import signal
 
@@ -81,12 +81,10 @@ def acquire(signum: int, stream: Any) -> bool:
     (faulthandler keeps one file per signal); a later monitor that asks for
     another signal than the one in use gets no dump.
     """
-    global _users, _signal
+    global _users, _signal, _yielded
     if not signum or not sys.platform.startswith("linux"):
         return False
     if _users == 0:
-        if _signal and signum != _signal:
-            return False    # hubmon's handler stays where it was installed
         fd = _fileno(stream)
         if fd < 0:
             return False
@@ -98,17 +96,65 @@ def acquire(signum: int, stream: Any) -> bool:
             _core.gil_dump_disable()
             raise
         _signal = signum
-    elif signum != _signal:
+        _yielded = False
+        _guard_faulthandler()
+    elif signum != _signal or _yielded:
         return False
     _users += 1
     return True
 
 
 def release() -> None:
-    """One monitor fewer uses the dump; the last one turns it off and closes hubmon's descriptor."""
-    global _users
+    """One monitor fewer uses the dump; the last one turns it off, closes
+    hubmon's descriptor and gives the signal back as it found it (no handler)."""
+    global _users, _signal
     if _users <= 0:
         return
     _users -= 1
     if _users == 0:
         _core.gil_dump_disable()
+        if not _yielded and _signal:
+            _core.uninstall_gil_handler()
+            _original_unregister(_signal)
+        _signal = 0
+
+
+_yielded = False
+_original_register = faulthandler.register
+_original_unregister = faulthandler.unregister
+
+
+def _yield_signal(signum: Any) -> None:
+    """The program registers or unregisters faulthandler on hubmon's signal:
+    give the signal up first (the dump stops; the reports say so), so that
+    what the program asks for is what happens."""
+    global _yielded
+    if _signal and not _yielded and signum == _signal:
+        _yielded = True
+        _core.uninstall_gil_handler()
+
+
+def _guard_faulthandler() -> None:
+    """Wrap faulthandler.register/unregister once, to notice a program taking hubmon's signal.
+
+    faulthandler.register on a signal it already handles keeps the handler in
+    place, hubmon's in front of it: with ``chain=True`` faulthandler would
+    then end the process at hubmon's next dump.
+    """
+    if getattr(faulthandler.register, "_hubmon_guard", False):
+        return
+
+    def register(signum: Any, *args: Any, **kwargs: Any) -> Any:
+        _yield_signal(signum)
+        return _original_register(signum, *args, **kwargs)
+
+    def unregister(signum: Any) -> Any:
+        _yield_signal(signum)
+        return _original_unregister(signum)
+
+    for wrapper, original in ((register, _original_register), (unregister, _original_unregister)):
+        wrapper.__doc__ = original.__doc__
+        wrapper.__name__ = original.__name__
+        wrapper._hubmon_guard = True  # type: ignore[attr-defined]
+    faulthandler.register = register
+    faulthandler.unregister = unregister

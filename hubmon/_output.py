@@ -16,7 +16,7 @@ import sys
 import traceback
 from typing import Any, Optional
 
-from ._threads import real_lock, real_sleep
+from ._threads import real_get_ident, real_lock, real_sleep
 
 __all__ = ["write", "write_error", "write_stderr", "format_error", "logger"]
 
@@ -31,6 +31,21 @@ logger = logging.getLogger("hubmon")
 _gate = real_lock()
 _FORK_PATIENCE = 1.0
 _held_for_fork = False
+_gate_owner = 0     # the thread that holds the gate for a write, or 0
+
+
+class _gated:
+    """Hold the fork gate for a write, noting which thread holds it."""
+
+    def __enter__(self) -> None:
+        global _gate_owner
+        _gate.acquire()
+        _gate_owner = real_get_ident()
+
+    def __exit__(self, *exc_info: Any) -> None:
+        global _gate_owner
+        _gate_owner = 0
+        _gate.release()
 
 
 def _fileno(stream: Any) -> Optional[int]:
@@ -64,7 +79,7 @@ def write(stream: Any, text: str) -> None:
     """
     data = text if text.endswith("\n") else text + "\n"
     if stream is None:
-        with _gate:
+        with _gated():
             logger.warning("%s", data.rstrip("\n"))
         return
     fd = _fileno(stream)
@@ -79,7 +94,7 @@ def write(stream: Any, text: str) -> None:
     # What the program left in the stream's buffer goes first. stderr is
     # line-buffered, so this rarely writes anything; the gate keeps a fork
     # from copying the buffer's lock while it does.
-    with _gate:
+    with _gated():
         try:
             stream.flush()
         except Exception:
@@ -153,9 +168,13 @@ def before_fork() -> None:
     if _gate.acquire(False):
         _held_for_fork = True
         return
-    from .monitor import running_monitors
-    from ._threads import real_get_ident
     me = real_get_ident()
+    if _gate_owner == me:
+        # The write itself forks (a logging handler that starts a process):
+        # waiting would wait for itself.
+        _held_for_fork = False
+        return
+    from .monitor import running_monitors
     mine = [m for m in running_monitors() if m.thread_ident == me]
     for monitor in mine:
         monitor.ignore_current_greenlet_blocking()
@@ -176,6 +195,7 @@ def after_fork_in_parent() -> None:
 
 def after_fork_in_child() -> None:
     """os.register_at_fork(after_in_child=...): a fresh gate (the old one may be held)."""
-    global _gate, _held_for_fork
+    global _gate, _held_for_fork, _gate_owner
     _gate = real_lock()
     _held_for_fork = False
+    _gate_owner = 0

@@ -271,6 +271,22 @@ def _type_name(obj: object) -> str:
         return 'object'
 
 
+#: While hubmon captures a report in one of its own threads: the process id
+#: then. User code run by the report (a repr) that forks leaves a child whose
+#: only thread is hubmon's: it ends there, as soon as that code returns.
+capturing_pid: int | None = None
+
+
+def _end_forked_child() -> None:
+    if capturing_pid is not None and os.getpid() != capturing_pid:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except BaseException:  # pylint:disable=broad-except
+                pass
+        os._exit(0)
+
+
 def _safe_repr(obj: object, kind: str | None = None) -> str:
     """Return ``repr(obj)`` cut to a sane length; never raises.
 
@@ -280,12 +296,14 @@ def _safe_repr(obj: object, kind: str | None = None) -> str:
     try:
         text = repr(obj)
     except BaseException as ex:  # pylint:disable=broad-except
+        _end_forked_child()
         try:
             why = '%s: %s' % (type(ex).__name__, str(ex)[:_MAX_REPR])
         except BaseException:  # pylint:disable=broad-except
             why = type(ex).__name__
         return '<unreprable %s at 0x%x (repr raised %s)>' % (
             kind or _type_name(obj), id(obj), why)
+    _end_forked_child()
     if len(text) > _MAX_REPR:
         text = text[:_MAX_REPR] + '...'
     return text
@@ -296,7 +314,9 @@ def _safe_str(obj: object) -> str:
     try:
         text = str(obj)
     except BaseException:  # pylint:disable=broad-except
+        _end_forked_child()
         return _safe_repr(obj)
+    _end_forked_child()
     if len(text) > _MAX_REPR:
         text = text[:_MAX_REPR] + '...'
     return text

@@ -232,6 +232,25 @@ disarm_locked(void)
 }
 #endif
 
+/* Takes hubmon's handler off its signal, putting back the one it was
+   installed in front of (faulthandler's), if hubmon's is still the one in
+   place; hubmon no longer uses a signal then. Needs the GIL. Returns 0. */
+int
+hm_gil_handler_uninstall(void)
+{
+#if HM_HAVE_GIL_DUMP
+    pthread_mutex_lock(&hm_sampler_lock);
+    disarm_locked();
+    int signum = installed_signal;
+    installed_signal = 0;
+    pthread_mutex_unlock(&hm_sampler_lock);
+    if (signum != 0 && hm_signal_disposition(signum) == 2) {
+        (void)sigaction(signum, &previous_action, NULL);
+    }
+#endif
+    return 0;
+}
+
 /* Whether a dump was skipped because the signal's handler is no longer
    hubmon's, since the last call. Needs nothing. */
 int
@@ -266,8 +285,12 @@ hm_gil_dump_disable(void)
 static int
 arm_gil_timer(const hm_event *ev)
 {
-    if (ev->kind != HM_EVENT_BLOCKED || !ev->gil_dump || ev->thread_tid <= 0
-            || installed_signal == 0) {
+    if (ev->kind != HM_EVENT_BLOCKED || !ev->gil_dump || ev->thread_tid <= 0) {
+        return 0;
+    }
+    if (installed_signal == 0) {
+        /* hubmon gave its signal up to the program. */
+        atomic_store(&dump_lost, 1);
         return 0;
     }
     int armed = 0;

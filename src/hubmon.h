@@ -168,6 +168,7 @@ int hm_callback_dispatch(const hm_event *event);
 void hm_callback_thread_exit(void);
 void hm_callback_atfork_child(void);
 int hm_gil_handler_install(int signum);
+int hm_gil_handler_uninstall(void);
 int hm_gil_dump_enable(int fd);
 void hm_gil_dump_disable(void);
 int hm_gil_dump_lost(void);

@@ -190,6 +190,20 @@ hm_install_gil_handler(PyObject *module, PyObject *arg)
     Py_RETURN_NONE;
 }
 
+PyDoc_STRVAR(uninstall_gil_handler_doc,
+"uninstall_gil_handler()\n--\n\n"
+"Take hubmon's handler off its signal (putting back the one it was in\n"
+"front of) if it is still there; hubmon then uses no signal.");
+
+static PyObject *
+hm_uninstall_gil_handler(PyObject *module, PyObject *unused)
+{
+    (void)module;
+    (void)unused;
+    hm_gil_handler_uninstall();
+    Py_RETURN_NONE;
+}
+
 PyDoc_STRVAR(signal_disposition_doc,
 "signal_disposition(signum) -> str\n--\n\n"
 "What is installed for signum: 'default', 'ignore', 'hubmon' or 'other'.");
@@ -330,6 +344,8 @@ static PyMethodDef module_methods[] = {
     {"set_memory_watch", hm_set_memory_watch, METH_VARARGS, set_memory_watch_doc},
     {"memory_done", hm_memory_done, METH_O, memory_done_doc},
     {"install_gil_handler", hm_install_gil_handler, METH_O, install_gil_handler_doc},
+    {"uninstall_gil_handler", hm_uninstall_gil_handler, METH_NOARGS,
+     uninstall_gil_handler_doc},
     {"signal_disposition", hm_signal_disposition_py, METH_O, signal_disposition_doc},
     {"gil_dump_enable", hm_gil_dump_enable_py, METH_O, gil_dump_enable_doc},
     {"gil_dump_disable", hm_gil_dump_disable_py, METH_NOARGS, gil_dump_disable_doc},

@@ -300,6 +300,8 @@ def test_the_trace_function_in_force_before_is_back_and_sees_everything():
 
 
 def test_nesting_inside_a_running_monitor():
+    from hubmon import _delivery
+    _delivery.drain()           # no event of an earlier test's monitor
     seen = []
     hubmon.events.subscribers.append(seen.append)
     hub = plain_hub()

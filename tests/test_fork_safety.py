@@ -191,3 +191,27 @@ sys.__stdout__.write('SLOWEST %.3f BLOCKS %d\\n' % (max(took), monitor.stats()['
     slowest = float(proc.stdout.split("SLOWEST ")[1].split()[0])
     assert slowest < 0.5, proc.stdout
     assert "BLOCKS 1" in proc.stdout, proc.stdout
+
+
+def test_a_logging_handler_that_forks_never_waits_for_itself(python):
+    proc = python("""
+import hubmon, gevent, logging, os, subprocess, sys, time
+hubmon.config.report_to = 'logging'
+took = []
+class Pager(logging.Handler):
+    def emit(self, record):
+        start = time.monotonic()
+        subprocess.run([sys.executable, '-c', 'pass'], preexec_fn=os.setsid)   # forks
+        took.append(time.monotonic() - start)
+logging.getLogger('hubmon').addHandler(Pager())
+for _ in range(3):
+    gevent.spawn(time.sleep, 0.2).join()
+    gevent.sleep(0.1)
+deadline = time.monotonic() + 10
+while len(took) < 3 and time.monotonic() < deadline:
+    gevent.sleep(0.05)
+print('EMITS', len(took), 'SLOWEST %.3f' % max(took))
+""", env=dict(ENV, GEVENT_MAX_BLOCKING_TIME="0.1"), timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "EMITS 3" in proc.stdout, proc.stdout + proc.stderr
+    assert float(proc.stdout.split("SLOWEST ")[1].split()[0]) < 0.9, proc.stdout

@@ -39,9 +39,13 @@ class Scheduler:
 
 @pytest.fixture
 def collected():
+    # Events fire in hubmon's events thread: let those of earlier tests go by.
+    from hubmon import _delivery
+    _delivery.drain()
     seen = []
     events.subscribers.append(seen.append)
     yield seen
+    _delivery.drain()
     events.subscribers.remove(seen.append)
 
 

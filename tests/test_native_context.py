@@ -251,3 +251,27 @@ print('BLOCKED', seen.count('EventLoopBlocked'), 'UNBLOCKED', seen.count('EventL
 """, env=ENV)
     assert proc.returncode == 0, proc.stderr
     assert "BLOCKED 5 UNBLOCKED 5" in proc.stdout, proc.stdout
+
+
+def test_a_fork_in_a_report_repr_ends_the_child_when_the_repr_returns(python):
+    proc = python("""
+import hubmon, gevent, os, time
+class G(gevent.Greenlet):
+    def __repr__(self):
+        pid = os.fork()
+        if pid == 0:
+            print('CHILD', flush=True)   # back to hubmon's capture: the child ends there
+            return 'child'
+        os.waitpid(pid, 0)
+        return '<G>'
+G.spawn(time.sleep, 0.3).join()
+gevent.sleep(0.3)
+print('PARENT DONE', flush=True)
+""", env=ENV)
+    assert proc.returncode == 0, proc.stderr
+    assert "PARENT DONE" in proc.stdout
+    # One child per repr call of the parent's report (two: its header and its
+    # tree); a child that went on with the capture would fork again.
+    assert 1 <= proc.stdout.count("CHILD") <= 2, proc.stdout
+    assert proc.stderr.count("appears to be blocked") == 1
+    assert "Traceback" not in proc.stderr, proc.stderr

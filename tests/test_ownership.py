@@ -170,3 +170,39 @@ print('SURVIVED', old == signal.SIG_DFL)
     assert proc.returncode == 0, proc.stderr
     assert "SURVIVED True" in proc.stdout
     assert "no longer has hubmon's handler" in proc.stderr, proc.stderr
+
+
+@pytest.mark.skipif(not LINUX, reason="the GIL stack dump is Linux only")
+def test_faulthandler_registered_on_hubmons_signal_takes_it_over_safely(python):
+    # faulthandler.register on a signal it already handles keeps hubmon's
+    # handler in front; with chain=True its chaining would end the process.
+    proc = python(CALIBRATED_GIL_HOLD + """
+import hubmon, gevent, faulthandler, sys
+from hubmon import _core
+gevent.sleep(0)
+sig = gevent.get_hub().periodic_monitoring_thread.gil_signal
+faulthandler.register(sig, file=sys.stdout, chain=True)
+print('TAKEN', _core.signal_disposition(sig))
+gevent.spawn(hold_gil).join()
+gevent.sleep(0.2)
+print('SURVIVED')
+""", env={"GEVENT_MONITOR_THREAD_ENABLE": "true", "GEVENT_MAX_BLOCKING_TIME": "0.1"})
+    assert proc.returncode == 0, proc.stderr
+    assert "TAKEN other" in proc.stdout and "SURVIVED" in proc.stdout
+    assert "no longer has hubmon's handler" in proc.stderr
+
+
+@pytest.mark.skipif(not LINUX, reason="the GIL stack dump is Linux only")
+def test_the_signal_is_given_back_when_the_last_monitor_stops(python):
+    proc = python("""
+import hubmon, greenlet
+from hubmon import _core
+hub = greenlet.greenlet(lambda: None)
+monitor = hubmon.start(hub, max_blocking_time=60)
+sig = monitor.gil_signal
+print('WHILE', _core.signal_disposition(sig))
+monitor.stop()
+print('AFTER', _core.signal_disposition(sig))
+""")
+    assert proc.returncode == 0, proc.stderr
+    assert "WHILE hubmon" in proc.stdout and "AFTER default" in proc.stdout
