@@ -11,11 +11,13 @@
 #include <math.h>
 #include <string.h>
 
-/* Parses a threshold: a finite number of seconds > 0. Needs the GIL.
-   Returns 0 and sets *out, or -1 with an exception naming `what`. */
+/* Parses a finite number of seconds (a threshold, a monotonic time): > 0,
+   or >= 0 when `zero_ok`. Needs the GIL. Returns 0 and sets *out, or -1
+   with a TypeError or ValueError naming `what`. */
 static int
-parse_seconds(PyObject *value, const char *what, double *out)
+parse_seconds(PyObject *value, const char *what, int zero_ok, double *out)
 {
+    const char *bound = zero_ok ? ">= 0" : "> 0";
     if (PyBool_Check(value) || !(PyFloat_Check(value) || PyLong_Check(value))) {
         PyErr_Format(PyExc_TypeError, "%s must be a number of seconds, not %.100s",
                      what, Py_TYPE(value)->tp_name);
@@ -23,16 +25,15 @@ parse_seconds(PyObject *value, const char *what, double *out)
     }
     double seconds = PyFloat_AsDouble(value);
     if (seconds == -1.0 && PyErr_Occurred()) {
-        if (PyErr_ExceptionMatches(PyExc_OverflowError)) {
-            PyErr_Clear();
-            PyErr_Format(PyExc_ValueError,
-                         "%s must be a finite number of seconds > 0, not %R", what, value);
+        if (!PyErr_ExceptionMatches(PyExc_OverflowError)) {
+            return -1;
         }
-        return -1;
+        PyErr_Clear();
+        seconds = HUGE_VAL;     /* reported below, like infinity */
     }
-    if (!(seconds > 0.0) || !isfinite(seconds)) {
-        PyErr_Format(PyExc_ValueError,
-                     "%s must be a finite number of seconds > 0, not %R", what, value);
+    if (!(zero_ok ? seconds >= 0.0 : seconds > 0.0) || !isfinite(seconds)) {
+        PyErr_Format(PyExc_ValueError, "%s must be a finite number of seconds %s, not %R",
+                     what, bound, value);
         return -1;
     }
     *out = seconds;
@@ -57,7 +58,7 @@ record_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
                                      &report)) {
         goto error;
     }
-    if (parse_seconds(threshold_obj, "threshold", &threshold) < 0) {
+    if (parse_seconds(threshold_obj, "threshold", 0, &threshold) < 0) {
         goto error;
     }
     if (mode_obj == NULL || PyUnicode_CompareWithASCIIString(mode_obj, "hub") == 0) {
@@ -190,7 +191,7 @@ static PyObject *
 record_set_threshold(hm_record_object *self, PyObject *arg)
 {
     double threshold;
-    if (parse_seconds(arg, "threshold", &threshold) < 0) {
+    if (parse_seconds(arg, "threshold", 0, &threshold) < 0) {
         return NULL;
     }
     hm_record_threshold_set(self->rec, threshold);
@@ -220,32 +221,6 @@ record_monitor_current(hm_record_object *self, PyObject *unused)
     Py_RETURN_NONE;
 }
 
-/* Parses a monotonic time: a finite number >= 0. Needs the GIL. Returns 0
-   and sets *out, or -1 with an exception naming `what`. */
-static int
-parse_time(PyObject *value, const char *what, double *out)
-{
-    if (PyBool_Check(value) || !(PyFloat_Check(value) || PyLong_Check(value))) {
-        PyErr_Format(PyExc_TypeError, "%s must be a number, not %.100s",
-                     what, Py_TYPE(value)->tp_name);
-        return -1;
-    }
-    double when = PyFloat_AsDouble(value);
-    if (when == -1.0 && PyErr_Occurred()) {
-        if (PyErr_ExceptionMatches(PyExc_OverflowError)) {
-            PyErr_Clear();
-            PyErr_Format(PyExc_ValueError, "%s must be finite and >= 0, not %R", what, value);
-        }
-        return -1;
-    }
-    if (!(when >= 0.0) || !isfinite(when)) {
-        PyErr_Format(PyExc_ValueError, "%s must be finite and >= 0, not %R", what, value);
-        return -1;
-    }
-    *out = when;
-    return 0;
-}
-
 PyDoc_STRVAR(set_next_call_doc,
 "set_next_call(when)\n--\n\n"
 "Ask the native thread for a CALL event at monotonic time `when` (seconds);\n"
@@ -255,7 +230,7 @@ static PyObject *
 record_set_next_call(hm_record_object *self, PyObject *arg)
 {
     double when;
-    if (parse_time(arg, "when", &when) < 0) {
+    if (parse_seconds(arg, "when", 1, &when) < 0) {
         return NULL;
     }
     hm_record_next_call_set(self->rec, when);
@@ -271,7 +246,7 @@ static PyObject *
 record_call_done(hm_record_object *self, PyObject *arg)
 {
     double when;
-    if (parse_time(arg, "next_call", &when) < 0) {
+    if (parse_seconds(arg, "next_call", 1, &when) < 0) {
         return NULL;
     }
     hm_record_call_done(self->rec, when);
