@@ -28,7 +28,7 @@ import time
 from typing import Any, Callable
 
 from . import _output
-from ._threads import mark_own_thread, real_lock, start_thread
+from ._threads import end_forked_child, mark_own_thread, real_lock, start_thread
 
 __all__ = ["Flag", "events", "printer", "shutdown"]
 
@@ -116,8 +116,7 @@ class Worker:
                     job(*args)
                 except BaseException:
                     _output.write_error("error in hubmon's %s thread, in %s" % (self.name, _name(job)))
-                if os.getpid() != pid:
-                    _end_forked_child()
+                end_forked_child(pid)
                 del item, job, args
         finally:
             ended.release()
@@ -153,16 +152,6 @@ def _name(job: Any) -> str:
         return getattr(job, "__qualname__", None) or repr(job)
     except Exception:
         return "a job"
-
-
-def _end_forked_child() -> None:
-    """A job forked and this is the child, whose only thread is hubmon's: end it."""
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except Exception:
-            pass
-    os._exit(0)
 
 
 #: Runs subscribers, monitoring functions and memory checks.

@@ -54,9 +54,9 @@ def choose_signal(value: Union[int, str], label: str) -> int:
         return 0
     if _signal and not _yielded and (value == "auto" or value == _signal):
         return _signal
-    import signal
-
     if value == "auto":
+        import signal
+
         rtmin, rtmax = getattr(signal, "SIGRTMIN", None), getattr(signal, "SIGRTMAX", None)
         if rtmin is None or rtmax is None:
             return 0
@@ -69,8 +69,7 @@ def choose_signal(value: Union[int, str], label: str) -> int:
     if disposition not in ("default", "hubmon"):
         raise ConfigError(
             f"{label}={value!r} is invalid: the program already handles signal {number} "
-            f"({signal.Signals(number).name if number in signal.Signals._value2member_map_ else number}"
-            f", its disposition is {disposition!r}); choose a signal nobody handles, 'auto' or 'off'")
+            f"(its disposition is {disposition!r}); choose a signal nobody handles, 'auto' or 'off'")
     return number
 
 

@@ -13,15 +13,17 @@ from __future__ import annotations
 import logging
 import os
 import sys
-import traceback
 from typing import Any, Optional
 
 from ._threads import real_get_ident, real_lock, real_sleep
 
-__all__ = ["write", "write_error", "write_stderr", "format_error", "logger"]
+__all__ = ["write", "write_error", "write_stderr", "format_error"]
 
-#: The logger of ``report_to='logging'``.
-logger = logging.getLogger("hubmon")
+#: The name of the logger of ``report_to='logging'``. logging is imported
+#: with hubmon on purpose: its exit hook is then registered before hubmon's
+#: and runs after it, when hubmon can make it bounded
+#: (flush_logging_boundedly); traceback waits until it is needed.
+LOGGER_NAME = "hubmon"
 
 # Held while hubmon logs a report or flushes a stream that has a descriptor
 # (both may hold an io buffer lock for as long as the reader makes them
@@ -80,7 +82,7 @@ def write(stream: Any, text: str) -> None:
     data = text if text.endswith("\n") else text + "\n"
     if stream is None:
         with _gated():
-            logger.warning("%s", data.rstrip("\n"))
+            logging.getLogger(LOGGER_NAME).warning("%s", data.rstrip("\n"))
         return
     fd = _fileno(stream)
     if fd is None:
@@ -107,6 +109,7 @@ def write(stream: Any, text: str) -> None:
 def format_error(what: str) -> str:
     """``hubmon: <what>:`` and the traceback of the exception being handled."""
     try:
+        import traceback
         return "hubmon: %s:\n%s" % (what, traceback.format_exc())
     except BaseException:
         return "hubmon: %s (the traceback could not be formatted)\n" % (what,)

@@ -83,3 +83,20 @@ def start_thread(function: Callable[[], None]) -> int:
     start_new_thread = _original("_thread", "start_new_thread")
     return start_new_thread(function, ())
 
+
+
+def end_forked_child(pid: int) -> None:
+    """If this process is not ``pid`` but a child forked by user code on one of
+    hubmon's threads, end it: that thread is the child's only one, and must
+    not go on running hubmon's loop (as multiprocessing ends a child whose
+    target returned). ``sys.stdout`` and ``sys.stderr`` are flushed first."""
+    import os
+
+    if os.getpid() == pid:
+        return
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except BaseException:
+            pass
+    os._exit(0)

@@ -44,6 +44,8 @@ import sys
 import time
 from typing import Any, Iterable, TextIO
 
+from ._threads import end_forked_child
+
 try:
     import greenlet as _greenlet_module
 except ImportError:  # pragma: no cover - greenlet is a dependency of hubmon
@@ -278,13 +280,8 @@ capturing_pid: int | None = None
 
 
 def _end_forked_child() -> None:
-    if capturing_pid is not None and os.getpid() != capturing_pid:
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except BaseException:  # pylint:disable=broad-except
-                pass
-        os._exit(0)
+    if capturing_pid is not None:
+        end_forked_child(capturing_pid)
 
 
 def _safe_repr(obj: object, kind: str | None = None) -> str:

@@ -13,15 +13,6 @@ pytest.importorskip("gevent")
 
 ENV = {"GEVENT_MONITOR_THREAD_ENABLE": "true", "GEVENT_MAX_BLOCKING_TIME": "0.1"}
 
-SPIN = """
-import time
-def spin(seconds):
-    end = time.perf_counter() + seconds
-    while time.perf_counter() < end:
-        pass
-"""
-
-
 def test_subscriber_that_calls_get_hub_and_keeps_a_thread_local(python):
     proc = python("""
 import hubmon, gevent, gevent.events, threading, time
