@@ -91,6 +91,8 @@ print(gevent.get_hub().periodic_monitoring_thread.stats()['switches'] > 1000)
 
 def test_switching_to_the_hub_every_half_threshold_is_never_reported(python):
     proc = run(python, """
+last = [time.perf_counter()]
+longest = [0.0]
 def busy():
     end = time.perf_counter() + 1.5
     while time.perf_counter() < end:
@@ -98,10 +100,20 @@ def busy():
         while time.perf_counter() < step:
             pass
         gevent.sleep(0)
+        now = time.perf_counter()       # back from the hub: the gap the program lived
+        longest[0] = max(longest[0], now - last[0])
+        last[0] = now
 gevent.joinall([gevent.spawn(busy), gevent.spawn(busy)])
 print(kinds(), gevent.get_hub().periodic_monitoring_thread.stats()['hub_switches'] > 20)
+print('LONGEST %.3f' % longest[0])
 """)
-    assert "[] True" in proc.stdout
+    longest = float(proc.stdout.split("LONGEST ")[1].split()[0])
+    if longest >= 0.1:
+        # Two busy greenlets of 30 ms each go through the hub every 60 ms,
+        # unless the machine takes the CPU from the process for longer: then
+        # the hub really was kept from running past the threshold.
+        pytest.skip("the machine kept the program from its hub for %.3f s" % longest)
+    assert "[] True" in proc.stdout, proc.stdout
     assert "appears to be blocked" not in proc.stderr
 
 
