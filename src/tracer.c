@@ -14,7 +14,10 @@
  * while the native thread dozes wakes it (a lock and a clock read, once per
  * doze), and the first switch into a hub in a forked child starts it.
  * A ThreadTracer never raises: greenlet would drop it and inject the error
- * into the switch.
+ * into the switch. When the trace function it chains to raises, it applies
+ * greenlet's own rule to it instead: that function is removed from the chain
+ * and its error reported once through the unraisable hook, not on every
+ * switch.
  */
 #include "hubmon.h"
 
@@ -41,9 +44,125 @@ typedef struct {
         atomic_load_explicit(&(counter), memory_order_relaxed) + 1, \
         memory_order_relaxed)
 
+/* Takes the pending exception: normalized, with its traceback attached, and
+   cleared. Needs the GIL. Returns a new reference, or NULL when none is set.
+   PyErr_Fetch is deprecated from 3.12 on, PyErr_GetRaisedException new in it. */
+static PyObject *
+fetch_exception(void)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    return PyErr_GetRaisedException();
+#else
+    PyObject *type, *value, *traceback;
+    PyErr_Fetch(&type, &value, &traceback);
+    if (type == NULL) {
+        return NULL;
+    }
+    PyErr_NormalizeException(&type, &value, &traceback);
+    if (value != NULL && traceback != NULL
+            && PyException_SetTraceback(value, traceback) < 0) {
+        PyErr_Clear();      /* the error stays reportable without it */
+    }
+    Py_XDECREF(type);
+    Py_XDECREF(traceback);
+    return value;
+#endif
+}
+
+/* Sets `exc` (an exception instance; the reference is stolen) as the pending
+   exception, or leaves none set when it is NULL. Needs the GIL. */
+static void
+restore_exception(PyObject *exc)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    PyErr_SetRaisedException(exc);
+#else
+    if (exc != NULL) {
+        PyObject *type = (PyObject *)Py_TYPE(exc);
+        Py_INCREF(type);
+        PyErr_Restore(type, exc, PyException_GetTraceback(exc));
+    }
+#endif
+}
+
+/* Whether a call has the shape of greenlet's: f(event, (origin, target)). */
+static int
+called_as_greenlet_does(PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    return PyVectorcall_NARGS(nargsf) == 2
+        && (kwnames == NULL || PyTuple_GET_SIZE(kwnames) == 0)
+        && PyTuple_Check(args[1]) && PyTuple_GET_SIZE(args[1]) == 2;
+}
+
+/* The error path of the forwarding in tracer_vectorcall: `previous` (a
+   reference the caller holds) was called and raised. Needs the GIL and that
+   error set; returns with no error set.
+
+   hubmon never raises from its tracer, so it applies greenlet's rule for a
+   trace function that raises (it is removed, and the error goes into the
+   switch) without the second half: `previous` is removed from the chain and
+   its error reported once through the unraisable hook, as the __cause__ of
+   a RuntimeError that says so, instead of on every switch. Two cases leave
+   the chain alone and report the error as it is: `previous` is no longer
+   self's previous (the call changed the chain: the function now there did
+   not raise), or the call is not shaped as greenlet's (a program calling
+   the tracer by hand with other arguments: they, not the function, may be
+   at fault). */
+static void
+previous_raised(hm_tracer *self, PyObject *previous, PyObject *const *args,
+                size_t nargsf, PyObject *kwnames)
+{
+    if (self->previous != previous || !called_as_greenlet_does(args, nargsf, kwnames)) {
+        PyErr_WriteUnraisable(previous);
+        return;
+    }
+    /* The caller's reference keeps `previous` alive: no finalizer runs here. */
+    Py_CLEAR(self->previous);
+    PyObject *cause = fetch_exception();
+    PyObject *report = NULL;
+    /* The message names the error too: the default unraisable hook does not
+       print the __cause__ (CPython 3.9 to 3.13). */
+    PyObject *message = PyUnicode_FromFormat(
+        "hubmon removed the greenlet trace function %R from the trace chain "
+        "of this thread: it raised %R (greenlet removes a trace function "
+        "that raises)", previous, cause != NULL ? cause : Py_None);
+    if (message != NULL) {
+        report = PyObject_CallOneArg(PyExc_RuntimeError, message);
+        Py_DECREF(message);
+    }
+    if (report != NULL) {
+        /* The default unraisable hook prints the report's traceback only:
+           the one of the error, so that it shows the line that raised. */
+        PyObject *traceback = cause != NULL ? PyException_GetTraceback(cause) : NULL;
+        if (traceback != NULL) {
+            if (PyException_SetTraceback(report, traceback) < 0) {
+                PyErr_Clear();      /* the report stands without it */
+            }
+            Py_DECREF(traceback);
+        }
+        PyException_SetCause(report, cause);        /* steals `cause` */
+    }
+    else {
+        /* Building the report failed (a repr that raises): report that
+           error, raised while handling the one of `previous`. */
+        report = fetch_exception();
+        if (report != NULL) {
+            PyException_SetContext(report, cause);  /* steals `cause` */
+        }
+        else {
+            report = cause;
+        }
+    }
+    restore_exception(report);
+    if (PyErr_Occurred()) {
+        PyErr_WriteUnraisable(previous);
+    }
+}
+
 /* The per-switch hot path. Needs the GIL (greenlet holds it). Returns a new
    reference to None or to what the previous trace function returned; never
-   NULL. */
+   NULL and never with an exception set. When the previous trace function
+   raises, see previous_raised(): the result is None. */
 static PyObject *
 tracer_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf,
                   PyObject *kwnames)
@@ -91,8 +210,7 @@ tracer_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf,
         PyObject *result = PyObject_Vectorcall(previous, args, nargsf, kwnames);
         self->forwarding = 0;
         if (result == NULL) {
-            /* The previous function's error must not unhook hubmon. */
-            PyErr_WriteUnraisable(previous);
+            previous_raised(self, previous, args, nargsf, kwnames);
             result = Py_None;
             Py_INCREF(result);
         }
@@ -388,7 +506,8 @@ static PyMethodDef tracer_methods[] = {
 
 static PyGetSetDef tracer_getset[] = {
     {"previous", (getter)tracer_get_previous, NULL,
-     "The trace function this one chains to, or None.", NULL},
+     "The trace function this one chains to, or None (also once that one\n"
+     "raised on a switch: it is removed from the chain).", NULL},
     {"record_count", (getter)tracer_get_count, NULL,
      "How many records this tracer counts into.", NULL},
     {"installed", (getter)tracer_get_installed, NULL,

@@ -113,8 +113,130 @@ def test_previous_function_that_raises_does_not_unhook_hubmon(monkeypatch):
     greenlet.settrace(bad)
     hub = greenlet.greenlet(lambda: None)
     monitor = hubmon.start(hub)
-    switch_a_few_times(1)
-    assert monitor.stats()["switches"] == 2
+    switch_a_few_times(3)
+    assert monitor.stats()["switches"] == 6
     assert greenlet.gettrace() is not None and greenlet.gettrace() is not bad
+    # greenlet's rule: a trace function that raises is removed. Reported once.
+    assert greenlet.gettrace().previous is None
     monitor.stop()
-    assert unraisable and "bad tracer" in str(unraisable[0].exc_value)
+    assert greenlet.gettrace() is None
+    assert len(unraisable) == 1
+    report = unraisable[0]
+    assert report.object is bad and type(report.exc_value) is RuntimeError
+    assert "bad tracer" in str(report.exc_value)
+    assert type(report.exc_value.__cause__) is RuntimeError
+    assert str(report.exc_value.__cause__) == "bad tracer"
+
+
+def test_previous_function_that_raises_is_removed_and_reported_once(python):
+    # The program's trace function, installed before hubmon's, raises on its
+    # third call. greenlet's rule for a trace function that raises is that it
+    # is removed; hubmon applies it to the function it chains to, reports
+    # the error once, and keeps monitoring.
+    pytest.importorskip("gevent")
+    proc = python("""
+import time
+import gevent, greenlet
+import hubmon
+
+calls = []
+def fragile_trace(event, args):
+    calls.append(event)
+    if len(calls) == 3:
+        raise ValueError("fragile_trace broke on its third call")
+
+greenlet.settrace(fragile_trace)
+monitor = hubmon.start(hub=gevent.get_hub(), max_blocking_time=0.1)
+tracer = greenlet.gettrace()
+for _ in range(500):
+    gevent.sleep(0)             # two switches each: into the hub and back
+print('CALLS', len(calls))
+print('REMOVED', tracer.previous is None, greenlet.gettrace() is tracer)
+print('SWITCHES', monitor.stats()['switches'] >= 1000)
+
+def handler():
+    time.sleep(0.5)
+gevent.spawn(handler).join()
+gevent.sleep(0.05)
+print('BLOCKS', monitor.stats()['blocks'])
+monitor.stop()
+print('UNINSTALLED', greenlet.gettrace() is None)
+""")
+    assert proc.returncode == 0, proc.stderr
+    out, err = proc.stdout, proc.stderr
+    assert "CALLS 3" in out, out + err
+    assert "REMOVED True True" in out, out + err
+    assert "SWITCHES True" in out, out + err
+    assert "BLOCKS 1" in out, out + err
+    assert "UNINSTALLED True" in out, out + err
+    assert err.count("Exception ignored") == 1, err
+    report = err.split("Exception ignored", 1)[1].split("=" * 80, 1)[0]
+    assert "fragile_trace" in report, err
+    assert "fragile_trace broke on its third call" in report, err
+    assert 'raise ValueError("fragile_trace broke' in report, err    # the line that raised
+    assert "hubmon removed the greenlet trace function" in report, err
+    assert err.count("appears to be blocked") == 1, err
+    assert "in handler" in err, err
+
+
+def test_function_that_raises_after_the_chain_changed_leaves_the_new_one(python):
+    # The trace function rebuilds the chain while hubmon's tracer calls it
+    # (hubmon's tracer ends up chained to `replacement`), then raises. The
+    # function that raised is no longer in the chain: its error is reported
+    # as it is, and `replacement` is not removed for it. When `replacement`
+    # raises in its turn, it is the one removed, reported once.
+    proc = python("""
+import sys
+import greenlet
+import hubmon
+
+log = []
+def replacement(event, args):
+    log.append('replacement')
+    if log.count('replacement') == 5:
+        raise ValueError('replacement broke on its fifth call')
+
+def first(event, args):
+    global monitor
+    log.append('first')
+    greenlet.settrace(None)                 # the program resets tracing,
+    monitor.stop()
+    greenlet.settrace(replacement)          # installs its new function,
+    monitor = hubmon.start(hub)             # and monitors again on top of it
+    raise ValueError('first broke')
+
+def switch(n):
+    for _ in range(n):
+        greenlet.greenlet(lambda: None).switch()
+
+reports = []
+sys.unraisablehook = reports.append
+hub = greenlet.greenlet(lambda: None)
+greenlet.settrace(first)
+monitor = hubmon.start(hub)
+tracer = greenlet.gettrace()
+switch(1)
+print('AFTER FIRST', log, greenlet.gettrace() is tracer, tracer.previous is replacement)
+print('REPORTS', [(r.object.__name__, type(r.exc_value).__name__, str(r.exc_value))
+                  for r in reports])
+switch(1)
+print('KEPT', log.count('replacement'), tracer.previous is replacement)
+del reports[:]
+switch(500)
+print('CALLS', log.count('first'), log.count('replacement'), tracer.previous is None)
+print('REPORTS', [(r.object is replacement, type(r.exc_value).__name__,
+                   repr(r.exc_value.__cause__)) for r in reports])
+print('SWITCHES', monitor.stats()['switches'])
+monitor.stop()
+print('UNINSTALLED', greenlet.gettrace() is None)
+""")
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "AFTER FIRST ['first', 'replacement'] True True" in out, out + proc.stderr
+    assert "REPORTS [('first', 'ValueError', 'first broke')]" in out, out + proc.stderr
+    assert "KEPT 3 True" in out, out + proc.stderr
+    assert "CALLS 1 5 True" in out, out + proc.stderr
+    assert ("REPORTS [(True, 'RuntimeError', "
+            "\"ValueError('replacement broke on its fifth call')\")]" in out), out + proc.stderr
+    assert "SWITCHES 1003" in out, out + proc.stderr
+    assert "UNINSTALLED True" in out, out + proc.stderr
