@@ -7,11 +7,15 @@ If gevent is not imported yet, a finder on ``sys.meta_path`` waits for
 ``gevent.hub`` to be imported and patches it then; hubmon never imports
 gevent itself.
 
-Settings: a hubmon setting given in the environment or assigned in
-``hubmon.config`` wins; otherwise gevent's value (``gevent.config``, which
-reads the same environment variables) is used, so settings changed in code
-through ``gevent.config`` are honoured, ``max_blocking_time`` even while the
-monitors run.
+Settings follow gevent's precedence (code, then environment, then default),
+with hubmon's own code assignments on top: a value assigned in
+``hubmon.config`` wins; else a value assigned through ``gevent.config`` (the
+attribute, ``set()``, before or after ``import hubmon``); else the shared
+environment variable; else the default. Changes made through
+``gevent.config`` while the monitors run reach them at once for the
+settings gevent reads while it runs (``max_blocking_time``,
+``print_blocking_reports``, ``max_memory_usage``), and for
+``memory_monitor_period`` too.
 """
 from __future__ import annotations
 
@@ -22,19 +26,55 @@ from typing import Any, Optional
 from .config import config
 
 _MARK = "_hubmon_patched"
+_MISSING = object()
+
+#: The gevent.config settings hubmon's drop-in reads.
+_SHARED_SETTINGS = ("monitor_thread", "max_blocking_time", "print_blocking_reports",
+                    "max_memory_usage", "memory_monitor_period")
+
+#: Those a running drop-in monitor follows when they change in gevent.config.
+_LIVE_SETTINGS = _SHARED_SETTINGS[1:]
+
+# The shared settings assigned through gevent.config since hubmon patched it.
+_assigned_in_gevent: set = set()
+
+
+def _gevent_value(name: str) -> Any:
+    """gevent.config's value of ``name``, or _MISSING when gevent has none to give."""
+    gevent_config = getattr(sys.modules.get("gevent"), "config", None)
+    if gevent_config is None:
+        return _MISSING
+    try:
+        return getattr(gevent_config, name)
+    except Exception:  # gevent's own parse of a bad environment value: hubmon names it below
+        return _MISSING
 
 
 def _setting(name: str) -> Any:
-    """hubmon's value when explicit, else gevent.config's."""
-    if config.is_explicit(name):
+    """The value a drop-in monitor uses for setting ``name`` (see the module's docstring).
+
+    Raises ConfigError when the value that applies is invalid for hubmon,
+    naming where it came from (``gevent.config.<name>`` or the environment
+    variable).
+    """
+    if config.is_assigned(name):
         return getattr(config, name)
-    gevent_config = getattr(sys.modules.get("gevent"), "config", None)
-    if gevent_config is not None:
-        try:
-            return getattr(gevent_config, name)
-        except AttributeError:
-            pass
-    return getattr(config, name)
+    theirs = _gevent_value(name)
+    if theirs is not _MISSING and name in _assigned_in_gevent:
+        return _from_gevent(name, theirs)
+    ours = getattr(config, name)
+    if theirs is _MISSING or theirs == ours:
+        return ours
+    # gevent.config read the same environment, so a different value was
+    # assigned in code before hubmon patched gevent.
+    return _from_gevent(name, theirs)
+
+
+def _from_gevent(name: str, value: Any) -> Any:
+    """gevent.config's ``value`` for ``name``, validated by hubmon's rules."""
+    if name == "memory_monitor_period" and isinstance(value, (int, float)) and 0 < value < 0.1:
+        value = 0.1  # gevent puts a floor under the period too (2 s): hubmon's is 0.1 s
+    return config.convert(name, value, "gevent.config." + name)
 
 
 def monitoring_enabled() -> bool:
@@ -43,16 +83,15 @@ def monitoring_enabled() -> bool:
 
 
 def _start_for_hub(hub: Any) -> Any:
-    from .monitor import start
-    memory = _setting("max_memory_usage") if getattr(hub, "main_hub", True) else None
-    monitor = start(
-        hub,
+    from .monitor import _start
+    arguments = dict(
         max_blocking_time=_setting("max_blocking_time"),
-        max_memory_usage=memory or None,
-        memory_monitor_period=max(float(_setting("memory_monitor_period")), 0.1),
+        max_memory_usage=_setting("max_memory_usage"),
+        memory_monitor_period=_setting("memory_monitor_period"),
+        print_blocking_reports=_setting("print_blocking_reports"),
+        stream=None,
     )
-    monitor._from_gevent = True
-    return monitor
+    return _start(hub, arguments, from_gevent=True)
 
 
 def _start_periodic_monitoring_thread(self: Any) -> Any:
@@ -71,8 +110,31 @@ def _start_periodic_monitoring_thread(self: Any) -> Any:
     return self.periodic_monitoring_thread
 
 
+def _apply_to_running(name: str) -> None:
+    """Pass the value of setting ``name`` that now applies to the running drop-in monitors."""
+    from .monitor import running_monitors
+    monitors = [monitor for monitor in running_monitors() if monitor.from_gevent]
+    if not monitors:
+        return
+    value = _setting(name)
+    for monitor in monitors:
+        if name == "max_blocking_time":
+            monitor.set_max_blocking_time(value)
+        elif name == "print_blocking_reports":
+            monitor.print_blocking_reports = value
+        elif name == "max_memory_usage":
+            monitor.set_memory_limit(value)
+        elif name == "memory_monitor_period":
+            monitor.set_memory_limit(monitor.max_memory_usage, value)
+
+
 def _follow_gevent_config(gevent_config_module: Any) -> None:
-    """Pass later changes of gevent.config.max_blocking_time to running monitors."""
+    """Note the shared settings assigned through gevent.config; pass changes to running monitors.
+
+    ``gevent.config.name = value`` goes through ``Config.set`` too. A value
+    hubmon cannot use raises ConfigError from the assignment, naming
+    ``gevent.config.<name>`` and the value; gevent's config keeps it.
+    """
     config_class = getattr(gevent_config_module, "Config", None)
     if config_class is None or getattr(config_class, _MARK, False):
         return
@@ -80,11 +142,10 @@ def _follow_gevent_config(gevent_config_module: Any) -> None:
 
     def set(self: Any, name: str, value: Any) -> None:  # noqa: A001 - gevent's name
         original_set(self, name, value)
-        if name == "max_blocking_time" and not config.is_explicit("max_blocking_time"):
-            from .monitor import running_monitors
-            for monitor in running_monitors():
-                if getattr(monitor, "_from_gevent", False):
-                    monitor.set_max_blocking_time(getattr(self, name))
+        if name in _SHARED_SETTINGS:
+            _assigned_in_gevent.add(name)
+        if name in _LIVE_SETTINGS:
+            _apply_to_running(name)
 
     set.__doc__ = original_set.__doc__
     config_class.set = set

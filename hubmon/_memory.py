@@ -70,6 +70,11 @@ class _MemoryWatch:
             self.limit, self.period, self._last_event_usage = 0, 0.0, 0
         _core.set_memory_watch(float(self.limit), self.period or 1.0)
 
+    def usage(self) -> int:
+        """The process's memory usage now, in bytes: psutil's USS, else RSS (as gevent measures)."""
+        info = self._get_process().memory_full_info()
+        return getattr(info, "uss", 0) or info.rss
+
     def check(self) -> bool:
         """Measure now and fire the events; return whether usage is over the limit."""
         limit = self.limit

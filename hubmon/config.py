@@ -404,6 +404,22 @@ class Config:
         """
         return name in self._assigned or self._setting(name).env in os.environ
 
+    def is_assigned(self, name: str) -> bool:
+        """Return True if setting *name* was assigned in code (not only read from the environment).
+
+        Raises AttributeError for an unknown name.
+        """
+        self._setting(name)
+        return name in self._assigned
+
+    def convert(self, name: str, value: object, label: str) -> object:
+        """Validate *value* for setting *name* as an assignment in code would, without assigning it.
+
+        Returns the converted value; raises ConfigError naming *label* when
+        invalid, AttributeError for an unknown name.
+        """
+        return self._setting(name).kind.from_code(value, label)
+
     def label(self, name: str) -> str:
         """Return how to name setting *name* in an error: its environment variable when
         the value comes from there, else the setting's name. Raises AttributeError for an

@@ -25,12 +25,18 @@ from .report import _find_greenlets, format_blocked_report
 
 __all__ = ["Monitor", "MonitoringFunction", "start", "running_monitors"]
 
+_NO_STREAM = object()
+
 # Running monitors by id(hub).
 _by_hub: Dict[int, "Monitor"] = {}
 
 
 class MonitoringFunction:
-    """A function the native thread calls with the hub every ``period`` seconds."""
+    """A function called with the hub every ``period`` seconds (gevent's ``_MonitorEntry``).
+
+    :meth:`Monitor.monitoring_functions` lists them, hubmon's built-in checks
+    first, as gevent's monitor does.
+    """
 
     __slots__ = ("function", "period", "next_run")
 
@@ -72,13 +78,15 @@ class Monitor:
     def __init__(self, hub: Any, *, max_blocking_time: float, max_memory_usage: Optional[int],
                  memory_monitor_period: float, print_blocking_reports: bool,
                  stream: Optional[TextIO], report_to: str = "stream",
-                 report_greenlet_limit: int = 50, gil_signal: int = 0):
+                 report_greenlet_limit: int = 50, gil_signal: int = 0, memory_check: bool = True,
+                 from_gevent: bool = False):
         self._hub_ref = weakref.ref(hub, self._on_hub_collected)
         self._hub_id = id(hub)
         self.max_blocking_time = max_blocking_time
         self.max_memory_usage = max_memory_usage
         self.memory_monitor_period = memory_monitor_period
-        self.print_blocking_reports = print_blocking_reports
+        self._print_blocking_reports = print_blocking_reports
+        #: The stream reports are written to; None: the hub's ``exception_stream``.
         self.stream = stream
         #: Where reports go: 'stream' or 'logging' (``HUBMON_REPORT_TO``).
         self.report_to = report_to
@@ -86,10 +94,16 @@ class Monitor:
         self.report_greenlet_limit = report_greenlet_limit
         #: The signal of the GIL-held stack dump, or 0 (``HUBMON_GIL_SIGNAL``).
         self.gil_signal = gil_signal
+        #: True when the gevent drop-in started it (``Hub.start_periodic_monitoring_thread``):
+        #: then it follows changes made through ``gevent.config``.
+        self.from_gevent = from_gevent
         #: The identifier of the hub's thread.
         self.thread_ident = real_get_ident()
         self._functions: List[MonitoringFunction] = []
         self._blocked_greenlet: Any = None
+        self._blocked_info: Optional[List[str]] = None
+        # Whether this monitor may watch memory (gevent: the main hub's only).
+        self._memory_check = memory_check
         self._blocked_since: Optional[float] = None
         self._running = False
         self._gil_dump = False
@@ -102,13 +116,15 @@ class Monitor:
     def _start(self) -> None:
         _tracing.attach(self._record, self)
         try:
-            self._gil_dump = _gil.acquire(self.gil_signal, self._output_stream())
-            self._record.set_gil_dump(self._gil_dump)
+            stream = self._output_stream()
+            self._gil_dump = _gil.acquire(self.gil_signal, stream if stream is not None else sys.stderr)
+            self._update_gil_dump()
             _dispatch.register(self._record_id, self)
             _by_hub[self._hub_id] = self
             self._running = True
             self._record.start()
-            watch_memory(self, self.max_memory_usage, self.memory_monitor_period)
+            if self._memory_check:
+                watch_memory(self, self.max_memory_usage, self.memory_monitor_period)
         except BaseException:
             self._running = True
             self.stop()
@@ -122,6 +138,33 @@ class Monitor:
     @property
     def running(self) -> bool:
         """Whether this monitor still watches its hub."""
+        return self._running
+
+    @property
+    def print_blocking_reports(self) -> bool:
+        """Whether a blocked report is printed (gevent's ``print_blocking_reports``).
+
+        The events fire either way. Assignable while the monitor runs; so is
+        the hub's ``exception_stream``, which gevent reads the same way: None
+        (or another false value) there prints nothing either.
+        """
+        return self._print_blocking_reports
+
+    @print_blocking_reports.setter
+    def print_blocking_reports(self, value: bool) -> None:
+        if not isinstance(value, bool):
+            raise TypeError("print_blocking_reports must be a bool, not %r" % (value,))
+        self._print_blocking_reports = value
+        self._update_gil_dump()
+
+    def _update_gil_dump(self) -> None:
+        """The GIL-held stack dump is printing too: on only while reports are printed."""
+        self._record.set_gil_dump(self._gil_dump and self._print_blocking_reports
+                                  and self._output_stream() is not None)
+
+    @property
+    def should_run(self) -> bool:
+        """gevent's name for :attr:`running` (``PeriodicMonitoringThread.should_run``)."""
         return self._running
 
     def stop(self) -> None:
@@ -212,6 +255,30 @@ class Monitor:
             "histogram": dict(zip(bounds, raw["histogram_counts"])),
         }
 
+    def set_memory_limit(self, max_memory_usage: Optional[int],
+                         memory_monitor_period: Optional[float] = None) -> None:
+        """Change the memory limit (bytes, None for none) and, if given, the check's period (seconds).
+
+        The memory check is process-wide: the lowest limit and the shortest
+        period of the running monitors apply. A monitor of gevent's drop-in
+        for another hub than the main one never watches memory, as in
+        gevent. Raises TypeError or ValueError for a bad argument.
+        """
+        if max_memory_usage is not None and (isinstance(max_memory_usage, bool) or not isinstance(
+                max_memory_usage, int) or max_memory_usage <= 0):
+            raise ValueError("max_memory_usage must be a number of bytes > 0 or None, not %r"
+                             % (max_memory_usage,))
+        if memory_monitor_period is not None:
+            memory_monitor_period = _check_seconds("memory_monitor_period", memory_monitor_period)
+            if memory_monitor_period < 0.1:
+                raise ValueError("memory_monitor_period must be at least 0.1 seconds, not %r"
+                                 % (memory_monitor_period,))
+            self.memory_monitor_period = memory_monitor_period
+        self.max_memory_usage = max_memory_usage
+        memory_watch.remove(self)
+        if self._running and self._memory_check:
+            watch_memory(self, self.max_memory_usage, self.memory_monitor_period)
+
     def set_max_blocking_time(self, seconds: float) -> None:
         """Change the threshold of this running monitor (seconds; TypeError or ValueError when invalid)."""
         seconds = _check_seconds("max_blocking_time", seconds)
@@ -223,17 +290,30 @@ class Monitor:
     def add_monitoring_function(self, function: Callable[[Any], Any], period: Optional[float]) -> None:
         """Call ``function(hub)`` about every ``period`` seconds from hubmon's events thread.
 
-        A ``period`` of None removes the function; the same function added
-        again gets the new period. ``period <= 0`` or a non-callable raise
-        ValueError. The function runs in hubmon's ``events`` thread, not in
-        the hub's thread (as in gevent, where it runs in the monitor's
-        thread): gevent's blocking API there runs that thread's own hub, not
-        the watched one, and a function that blocks delays only the next
-        events, never detection. Whatever it raises is written to stderr and
-        it keeps being called at its period.
+        gevent's ``IPeriodicMonitorThread.add_monitoring_function``. A new
+        function (or one added again with another period) is first called at
+        the native thread's next sample (within ``max_blocking_time / 8``
+        seconds), as gevent's monitor calls it at its next wake-up; then
+        every ``period`` seconds. A
+        ``period`` of None removes the function.
+
+        The function runs in hubmon's ``events`` thread, not in the hub's
+        thread (as in gevent, where it runs in the monitor's thread):
+        gevent's blocking API there runs that thread's own hub, not the
+        watched one, and a function that blocks delays only the next events,
+        never detection. Whatever it raises is written to stderr and it keeps
+        being called at its period.
+
+        Raises ValueError for a non-callable, a ``period`` that is not a
+        finite number of seconds > 0, or one of the built-in checks
+        (:meth:`monitor_blocking`, :meth:`monitor_memory_usage`), which are
+        set by ``max_blocking_time`` and the memory settings instead.
         """
         if not callable(function):
             raise ValueError("function must be callable, not %r" % (function,))
+        if function in self._builtin_functions():
+            raise ValueError("%r is hubmon's built-in check: change max_blocking_time or the memory "
+                             "settings instead" % (function,))
         if period is None:
             self._functions = [f for f in self._functions if f.function != function]
         else:
@@ -241,14 +321,62 @@ class Monitor:
                 raise ValueError("period must be a number of seconds > 0, not %r" % (period,))
             if period == float("inf") or period != period:
                 raise ValueError("period must be finite, not %r" % (period,))
-            entry = MonitoringFunction(function, float(period), _core.monotonic() + period)
+            # Due now: gevent's monitor calls a new entry at its next wake-up.
+            entry = MonitoringFunction(function, float(period), _core.monotonic())
             kept = [f for f in self._functions if f.function != function]
             self._functions = kept + [entry]
         self._schedule()
 
     def monitoring_functions(self) -> List[MonitoringFunction]:
-        """The functions added with :meth:`add_monitoring_function`."""
-        return list(self._functions)
+        """The monitoring functions, as gevent's ``monitoring_functions()`` lists them.
+
+        First hubmon's built-in checks, which the native thread performs:
+        :meth:`monitor_blocking` (period ``max_blocking_time``) and, when
+        psutil is installed and this monitor may watch memory (any monitor
+        started with :func:`start`; with the gevent drop-in, the main hub's,
+        as in gevent), :meth:`monitor_memory_usage` (period
+        ``memory_monitor_period``); then the functions added with
+        :meth:`add_monitoring_function`, oldest first. Returns a new list.
+        """
+        builtin = [MonitoringFunction(self.monitor_blocking, self.max_blocking_time, 0.0)]
+        if self._memory_check and memory_watch.can_measure():
+            builtin.append(MonitoringFunction(self.monitor_memory_usage, self.memory_monitor_period, 0.0))
+        return builtin + list(self._functions)
+
+    @property
+    def _monitoring_functions(self) -> List[MonitoringFunction]:
+        """gevent's private name for :meth:`monitoring_functions`, read by gevent's own tests."""
+        return self.monitoring_functions()
+
+    def _builtin_functions(self) -> tuple:
+        return (self.monitor_blocking, self.monitor_memory_usage)
+
+    def monitor_blocking(self, hub: Any = None) -> Optional[tuple]:
+        """The blocking check (gevent's ``monitor_blocking``), done by hubmon's native thread.
+
+        The native thread performs it about every ``max_blocking_time / 8``
+        seconds without the GIL; calling this method only reads its result:
+        ``(greenlet, info)`` of the blockage of this hub reported and not
+        ended yet (``info``: the report's lines), or None. ``hub`` is
+        accepted for gevent's signature and ignored.
+        """
+        ref, info = self._blocked_greenlet, self._blocked_info
+        if self._blocked_since is None or info is None:
+            return None
+        return (ref() if ref is not None else None, info)
+
+    def monitor_memory_usage(self, hub: Any = None) -> int:
+        """The memory check (gevent's ``monitor_memory_usage``), done by hubmon's native thread.
+
+        Calling it returns -1 when this monitor has no memory limit (gevent's
+        value for "disabled"), else the process's memory usage now, in bytes
+        (psutil's unique set size, or the resident set size where there is
+        none). It fires no event: the events come from the periodic check.
+        ``hub`` is accepted for gevent's signature and ignored.
+        """
+        if not self.max_memory_usage or not memory_watch.can_measure():
+            return -1
+        return memory_watch.usage()
 
     def ignore_current_greenlet_blocking(self) -> None:
         """Do not report the current greenlet's block until it switches."""
@@ -292,11 +420,24 @@ class Monitor:
     # -- reports -----------------------------------------------------------------
 
     def _output_stream(self) -> Any:
+        """Where a report is written now: ``stream``, else the hub's ``exception_stream``.
+
+        None means do not print: gevent documents a false ``exception_stream``
+        as "printing disabled". A hub without the attribute (not gevent's)
+        prints to ``sys.stderr``.
+        """
         if self.stream is not None:
             return self.stream
         hub = self.hub
-        stream = getattr(hub, "exception_stream", None) if hub is not None else None
-        return stream if stream is not None else sys.stderr
+        if hub is None:
+            return sys.stderr
+        try:
+            stream = getattr(hub, "exception_stream", _NO_STREAM)
+        except BaseException:
+            stream = _NO_STREAM
+        if stream is _NO_STREAM:
+            return sys.stderr
+        return stream if stream else None
 
     def _on_blocked(self, duration: float, current: int, gil_wait: float, switches: int) -> bool:
         """Native thread, holding the GIL: capture the report and hand it on.
@@ -321,6 +462,7 @@ class Monitor:
             return False
         self._blocked_greenlet = _weak(culprit)
         self._blocked_since = _core.monotonic() - duration - gil_wait
+        self._blocked_info = None
         info = format_blocked_report(
             greenlet=culprit, thread_ident=self.thread_ident, duration=duration,
             threshold=self.max_blocking_time, hub=hub,
@@ -340,6 +482,7 @@ class Monitor:
             info.insert(2, "    The GIL was held for %.3f seconds before this report could be "
                            "built: a C call that does not release it was running. %s"
                            % (gil_wait, dump))
+        self._blocked_info = info
         event = EventLoopBlocked(culprit, self.max_blocking_time, info, hub=hub)
         event.duration = duration + gil_wait
         delivered = _delivery.Flag()
@@ -375,9 +518,16 @@ class Monitor:
     def _print_report(self, event: EventLoopBlocked, delivered: Any) -> None:
         """Printer thread: wait (boundedly) for the subscribers, then write ``event.info``."""
         delivered.wait(_subscriber_patience(self.max_blocking_time))
+        if not self._print_blocking_reports:
+            return
         lines = event.info
         text = "\n".join(str(line) for line in lines) if isinstance(lines, (list, tuple)) else str(lines)
-        stream = None if self.report_to == "logging" else self._output_stream()
+        if self.report_to == "logging":
+            stream = None
+        else:
+            stream = self._output_stream()
+            if stream is None:
+                return
         try:
             _output.write(stream, text)
         except BaseException:
@@ -390,6 +540,7 @@ class Monitor:
         """Native thread: the hub runs again; the event fires in the events thread."""
         ref, self._blocked_greenlet = self._blocked_greenlet, None
         self._blocked_since = None
+        self._blocked_info = None
         culprit = ref() if ref is not None else None
         _delivery.events.post(notify, EventLoopUnblocked(culprit, self.hub, duration))
 
@@ -521,6 +672,14 @@ def start(hub: Any = None, *, max_blocking_time: Optional[float] = None,
     called in another thread than the hub's, in one of hubmon's own threads,
     or after hubmon has shut down at exit.
     """
+    return _start(hub, dict(max_blocking_time=max_blocking_time, max_memory_usage=max_memory_usage,
+                            memory_monitor_period=memory_monitor_period,
+                            print_blocking_reports=print_blocking_reports, stream=stream),
+                  from_gevent=False)
+
+
+def _start(hub: Any, arguments: Dict[str, Any], from_gevent: bool) -> Monitor:
+    """:func:`start`; ``from_gevent``: started by the drop-in, for gevent's hub."""
     if is_own_thread():
         raise RuntimeError("hubmon.start() cannot monitor a hub in one of hubmon's own threads")
     if hub is None:
@@ -537,10 +696,10 @@ def start(hub: Any = None, *, max_blocking_time: Optional[float] = None,
     existing = _by_hub.get(id(hub))
     if existing is not None and existing.hub is hub and existing.running:
         return existing
-    settings = _settings_for(max_blocking_time=max_blocking_time, max_memory_usage=max_memory_usage,
-                             memory_monitor_period=memory_monitor_period,
-                             print_blocking_reports=print_blocking_reports, stream=stream)
-    monitor = Monitor(hub, **settings)
+    settings = _settings_for(**arguments)
+    # gevent's monitor watches memory for the main hub only.
+    memory_check = not from_gevent or bool(getattr(hub, "main_hub", True))
+    monitor = Monitor(hub, memory_check=memory_check, from_gevent=from_gevent, **settings)
     monitor._start()
     return monitor
 

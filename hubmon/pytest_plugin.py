@@ -226,11 +226,11 @@ class _Watch:
             # the program had the drop-in on already, the hubs keep theirs.
             if id(monitor) in existing:
                 continue
-            if self._monitor_thread_was_on and getattr(monitor, "_from_gevent", False):
+            if self._monitor_thread_was_on and monitor.from_gevent:
                 from ._gevent import _setting
                 monitor.set_max_blocking_time(_setting("max_blocking_time"))
                 monitor.print_blocking_reports = bool(_setting("print_blocking_reports"))
-            elif monitor in self._owned or getattr(monitor, "_from_gevent", False):
+            elif monitor in self._owned or monitor.from_gevent:
                 monitor.stop()
         for monitor, threshold, printing in self._existing:
             if monitor.running:

@@ -204,13 +204,14 @@ def test_monitoring_functions_run_with_the_hub_in_the_native_thread():
     def probe(seen_hub):
         calls.append((seen_hub, threading.get_ident()))
     with hubmon.start(hub, max_blocking_time=0.5) as monitor:
+        builtin = [monitor.monitor_blocking, monitor.monitor_memory_usage]
         monitor.add_monitoring_function(probe, 0.05)
-        assert [f.function for f in monitor.monitoring_functions()] == [probe]
+        assert [f.function for f in monitor.monitoring_functions()] == builtin + [probe]
         assert wait_for(lambda: len(calls) >= 3, timeout=5)
         assert all(h is hub for h, _ in calls)
         assert calls[0][1] != threading.get_ident()
         monitor.add_monitoring_function(probe, None)
-        assert monitor.monitoring_functions() == []
+        assert [f.function for f in monitor.monitoring_functions()] == builtin
         time.sleep(0.2)
         count = len(calls)
         time.sleep(0.3)
