@@ -80,6 +80,7 @@ if _greenlet_module is not None:
     _frame_of = vars(_GREENLET)['gr_frame'].__get__
     _dead_of = vars(_GREENLET)['dead'].__get__
     _active_of = _GREENLET.__bool__
+    _GREENLET_REPR = _GREENLET.__repr__
 else:  # pragma: no cover
     _GREENLET = None
 
@@ -105,8 +106,10 @@ def format_run_info(thread_stacks: bool = True,
     The result has a threads section (every Python thread from
     ``sys._current_frames()``: id, name, daemon flag when known, and its
     stack) and a greenlets section (every greenlet the garbage collector
-    knows, as a tree by ``parent``: repr, state, stack, and for gevent
-    greenlets their name, spawning stack and spawn tree locals). Lines have
+    knows, as a tree by ``parent``: repr, state, stack, for gevent
+    greenlets their name, spawning stack and spawn tree locals, and, when
+    the program uses ``gevent.local``, the values of its locals set in each
+    greenlet shown, as gevent's ``format_run_info`` shows them). Lines have
     no trailing newline; ``'\\n'.join(lines)`` is the printable form.
 
     :param thread_stacks: include the stack of each thread.
@@ -219,7 +222,7 @@ def format_blocked_report(*,
             _getattr(greenlet, 'name')
         header = ('%s : Greenlet %s appears to be blocked for %s seconds '
                   '(max_blocking_time %s seconds)' % (
-                      _utc_timestamp(), _safe_repr(greenlet, 'greenlet'),
+                      _utc_timestamp(), _culprit_repr(greenlet),
                       _seconds(duration), _seconds(threshold)))
         lines.append(header)
         if monitor_repr is not None:
@@ -227,7 +230,7 @@ def format_blocked_report(*,
         if hub is not None:
             lines.append('    Hub: %s' % (_safe_repr(hub, 'hub'),))
         _guarded(lines, 'the blocked stack', _format_blocked_stack, lines,
-                 thread_ident, limit)
+                 thread_ident, limit, greenlet, hub)
         lines.append('Info:')
         lines.extend(format_run_info(
             thread_stacks=True,
@@ -301,6 +304,34 @@ def _safe_repr(obj: object, kind: str | None = None) -> str:
         return '<unreprable %s at 0x%x (repr raised %s)>' % (
             kind or _type_name(obj), id(obj), why)
     _end_forked_child()
+    if len(text) > _MAX_REPR:
+        text = text[:_MAX_REPR] + '...'
+    return text
+
+
+def _safe_dict_repr(obj: object) -> str:
+    """Return the repr of a dict, one safe repr per key and value.
+
+    A value whose repr raises spoils only its own place, and no more items
+    are formatted than fit in the sane length. Anything but a plain dict
+    gets `_safe_repr`. Never raises.
+    """
+    if type(obj) is not dict:  # pylint:disable=unidiomatic-typecheck
+        return _safe_repr(obj)
+    try:
+        parts = []
+        size = 0
+        for key, value in itertools.islice(obj.items(), _MAX_REPR):
+            if size > _MAX_REPR:
+                parts.append('...')
+                break
+            part = '%s: %s' % (_safe_repr(key), _safe_repr(value))
+            size += len(part) + 2
+            parts.append(part)
+        text = '{%s}' % (', '.join(parts),)
+    except BaseException:  # pylint:disable=broad-except
+        # The dict changed size while its items were read.
+        return _safe_repr(obj)
     if len(text) > _MAX_REPR:
         text = text[:_MAX_REPR] + '...'
     return text
@@ -479,22 +510,157 @@ def _skip_own_frames(frame: Any) -> Any:
 
 
 def _format_blocked_stack(lines: list, thread_ident: int,
-                          limit: int | None) -> None:
-    """Append the header and stack of the blocked thread to *lines*."""
+                          limit: int | None, culprit: object = None,
+                          hub: object = None) -> None:
+    """Append the header and stack of the blocked thread to *lines*.
+
+    A thread that runs no Python frame is not necessarily gone: a greenlet
+    whose function is C code (``gevent.spawn(time.sleep, 1)``: gevent's
+    ``Greenlet.run`` is compiled too) runs without one. Then the function the
+    *culprit* runs is named, and the thread is said to have exited only when
+    it is not among the live threads.
+    """
     try:
         ident_text = '0x%x' % (thread_ident,)
     except BaseException:  # pylint:disable=broad-except
         ident_text = _safe_repr(thread_ident)
     lines.append('Blocked Stack (for thread id %s):' % (ident_text,))
-    frame = _skip_own_frames(sys._current_frames().get(thread_ident))
+    frames = sys._current_frames()
+    frame = _skip_own_frames(frames.get(thread_ident))
     try:
-        if frame is None:
-            lines.append('  Unknown: no Python frame is running in thread %s'
-                         ' (it may have exited)' % (ident_text,))
-        else:
+        if frame is not None:
             lines.extend(_StackFormatter().lines(frame, limit))
+        elif not _thread_is_alive(thread_ident, hub):
+            lines.append('  Unknown: no Python frame is running in thread %s,'
+                         ' which is not among the live threads (it may have'
+                         ' exited)' % (ident_text,))
+        elif _is_running(culprit):
+            call = _frameless_call(culprit)
+            if call is None:
+                lines.append('  No Python frame: the blocked greenlet runs'
+                             ' code that is not Python (which function is'
+                             ' not known)')
+            else:
+                lines.append('  No Python frame: the blocked greenlet runs %s,'
+                             ' which is not Python code' % (call,))
+        else:
+            lines.append('  No Python frame is running in thread %s' % (
+                ident_text,))
     finally:
-        del frame
+        del frame, frames
+
+
+def _thread_is_alive(ident: object, hub: object = None) -> bool:
+    """Tell whether *ident* is a live thread known to ``threading`` or gevent.
+
+    A thread without a Python frame is missing from
+    ``sys._current_frames()``; ``threading`` knows the threads it started
+    (and the main thread), and a started gevent hub that is not dead knows
+    its own (greenlet marks the greenlets of an exited thread dead).
+    """
+    if ident in _thread_info():
+        return True
+    if hub is None or _GREENLET is None or not isinstance(hub, _GREENLET):
+        return False
+    return (ident == _getattr(hub, 'thread_ident') and _active_of(hub)
+            and not _dead_of(hub))
+
+
+def _is_running(g: object) -> bool:
+    """Tell whether greenlet *g* is running (started, alive, no saved frame).
+
+    Never raises; false for anything that is not a greenlet.
+    """
+    try:
+        return bool(_active_of(g) and not _dead_of(g)
+                    and _frame_of(g) is None)
+    except BaseException:  # pylint:disable=broad-except
+        return False
+
+
+#: Longest repr of one argument shown in a call without a Python frame.
+_MAX_ARGUMENT_REPR = 60
+#: How many arguments of such a call are shown.
+_MAX_ARGUMENTS = 6
+
+
+def _short_repr(obj: object) -> str:
+    """Return the safe repr of *obj*, cut to a few words."""
+    text = _safe_repr(obj)
+    if len(text) > _MAX_ARGUMENT_REPR:
+        text = text[:_MAX_ARGUMENT_REPR - 3] + '...'
+    return text
+
+
+def _call_arguments(args: object, kwargs: object) -> str:
+    """Return ``'(1, b=2)'`` for a tuple *args* and a dict *kwargs*.
+
+    Each repr is safe and short; ``'(...)'`` stands for arguments that cannot
+    be read.
+    """
+    if type(args) is not tuple or type(kwargs) is not dict:  # pylint:disable=unidiomatic-typecheck
+        return '(...)'
+    parts = list(map(_short_repr, args[:_MAX_ARGUMENTS]))
+    for key, value in list(kwargs.items())[:_MAX_ARGUMENTS - len(parts)]:
+        parts.append('%s=%s' % (_safe_str(key), _short_repr(value)))
+    if len(parts) < len(args) + len(kwargs):
+        parts.append('...')
+    return '(%s)' % (', '.join(parts),)
+
+
+def _frameless_call(g: object) -> str | None:
+    """Describe what greenlet *g* runs when it has no Python frame.
+
+    That is the function it was started with: ``'time.sleep(0.3) (its
+    _run)'`` for a gevent greenlet (with its arguments), ``'f (its run)'`` for
+    a raw greenlet whose class defines ``run`` (greenlet forgets a ``run``
+    passed to the constructor once it starts). Returns ``None`` when the
+    function is not known. Never raises.
+    """
+    gevent_greenlet = _loaded_gevent_attr('gevent', 'Greenlet')
+    if isinstance(gevent_greenlet, type) and issubclass(type(g),
+                                                        gevent_greenlet):
+        func = _getattr(g, '_run')
+        if func is not None:
+            return '%s%s (its _run)' % (_callable_name(func), _call_arguments(
+                _getattr(g, 'args'), _getattr(g, 'kwargs')))
+    func = _getattr(g, 'run')
+    if func is None:
+        return None
+    return '%s (its run)' % (_callable_name(func),)
+
+
+def _greenlet_repr_is_default(g: object) -> bool:
+    """Tell whether the type of *g* uses ``greenlet.greenlet.__repr__``."""
+    return (_GREENLET is not None
+            and _getattr(type(g), '__repr__') is _GREENLET_REPR)
+
+
+def _culprit_repr(g: object) -> str:
+    """Return the repr of the blocked greenlet *g*; never raises.
+
+    greenlet's own repr (that of raw greenlets, and of subclasses that do
+    not define one, such as eventlet's ``GreenThread``) calls "suspended"
+    every started greenlet that is not the current one of the calling
+    thread, and the report is built in hubmon's thread: the blocked greenlet
+    running in its own thread would be called suspended. Its state word is
+    replaced by "running" when it is running.
+    """
+    text = _safe_repr(g, 'greenlet')
+    if (' suspended' not in text or not _is_running(g)
+            or not _greenlet_repr_is_default(g)):
+        return text
+    # greenlet formats "<T object at 0x.. (otid=0x..) suspended active ...>".
+    marker = ') suspended active'
+    if marker in text:
+        return text.replace(marker, ') running active', 1)
+    type_name = _getattr(type(g), '__qualname__')
+    module = _getattr(type(g), '__module__')
+    if isinstance(type_name, str) and isinstance(module, str):
+        type_name = '%s.%s' % (module, type_name)
+    else:
+        type_name = _type_name(g)
+    return '<%s object at 0x%x (running)>' % (type_name, id(g))
 
 
 # ---------------------------------------------------------------------------
@@ -576,6 +742,12 @@ class _Context:
         self.gevent_greenlet = _loaded_gevent_attr('gevent', 'Greenlet')
         if not isinstance(self.gevent_greenlet, type):
             self.gevent_greenlet = None
+        # Only when the program uses gevent.local: then its locals are shown.
+        self.local_dicts = _loaded_gevent_attr('gevent.local',
+                                               'all_local_dicts_for_greenlet')
+        if not callable(self.local_dicts):
+            self.local_dicts = None
+        self.gevent_local = _loaded_gevent_attr('gevent.local', 'local')
         # ``greenlet.getcurrent()`` creates greenlet state for a thread that
         # never used greenlets. A monitor excludes its own thread; there the
         # calling thread's greenlet is of no interest, so leave it alone.
@@ -640,6 +812,12 @@ def _format_threads(lines: list, ctx: _Context) -> None:
     lines.append(_RULE)
     known = _thread_info()
     idents = list(ctx.frames)
+    # A thread that runs no Python frame (a greenlet running a C function)
+    # is missing from sys._current_frames(): the current one is still shown.
+    frameless = ctx.current_ident not in ctx.frames and (
+        ctx.current_ident in known)
+    if frameless:
+        idents.append(ctx.current_ident)
     # The current thread first, then the others in the interpreter's order.
     idents.sort(key=lambda ident: ident != ctx.current_ident)
     excluded = 0
@@ -655,7 +833,9 @@ def _format_threads(lines: list, ctx: _Context) -> None:
         if ident == ctx.current_ident:
             label += ' (CURRENT)'
         lines.append(label)
-        if ctx.thread_stacks:
+        if ident not in ctx.frames:
+            lines.append('  (no Python frame is running in this thread)')
+        elif ctx.thread_stacks:
             lines.extend(ctx.stacks.lines(ctx.frames[ident], ctx.limit))
     if excluded:
         lines.append('(%d thread%s excluded from this report)' % (
@@ -937,7 +1117,10 @@ def _format_greenlet(lines: list, ctx: _Context, forest: _Forest, g: Any,
     # The name first: once known, gevent's repr includes it.
     name = _getattr(g, 'name') if is_gevent else None
     name = None if name is None else _safe_str(name)
-    label = pad + '+-- ' + _safe_repr(g, 'greenlet')
+    if g is ctx.highlight and g is not None:
+        label = pad + '+-- ' + _culprit_repr(g)
+    else:
+        label = pad + '+-- ' + _safe_repr(g, 'greenlet')
     if depth == 0 and thread is not None:
         label += ' [main greenlet of thread 0x%x]' % (thread,)
     if dead:
@@ -974,10 +1157,12 @@ def _format_greenlet(lines: list, ctx: _Context, forest: _Forest, g: Any,
             lines.append(data + 'Spawned at:')
             lines.extend(ctx.stacks.lines(spawning, ctx.limit, data))
         del spawning
-        tree_locals = _getattr(g, 'spawn_tree_locals')
-        if tree_locals is not None and _safe_len(tree_locals):
-            lines.append(data + 'Spawn tree locals: %s' % (
-                _safe_repr(tree_locals),))
+    if ctx.gevent_greenlet is not None:
+        _guarded(lines, 'the spawn tree locals', _format_spawn_tree_locals,
+                 lines, g, data, shown)
+    if ctx.local_dicts is not None:
+        _guarded(lines, 'the greenlet locals', _format_greenlet_locals,
+                 lines, ctx, g, data)
     kids = forest.children.get(id(g))
     if kids:
         not_shown = len(kids) - sum(map(shown.__contains__, map(id, kids)))
@@ -985,6 +1170,64 @@ def _format_greenlet(lines: list, ctx: _Context, forest: _Forest, g: Any,
             lines.append(data + 'Children: %s (%s not shown, see the summary'
                          ' at the end)' % (format(len(kids), ','),
                                            format(not_shown, ',')))
+
+
+def _format_spawn_tree_locals(lines: list, g: object, data: str,
+                              shown: set) -> None:
+    """Append the spawn tree locals of *g*, as gevent shows them.
+
+    A gevent greenlet shares the dict of the greenlet that spawned it (a
+    hub or raw greenlet that spawns gets one too). gevent shows it only
+    where it differs from the spawner's, as its tree is by spawner; in this
+    tree by parent the spawner is elsewhere, so a shared dict is shown in
+    full unless the spawner is shown in this report, and then pointed to.
+    """
+    tree_locals = _getattr(g, 'spawn_tree_locals')
+    if tree_locals is None or not _safe_len(tree_locals):
+        return
+    spawner = _getattr(g, 'spawning_greenlet')
+    try:
+        spawner = spawner() if spawner is not None else None
+    except BaseException:  # pylint:disable=broad-except
+        spawner = None
+    if (spawner is not None and id(spawner) in shown
+            and _getattr(spawner, 'spawn_tree_locals') is tree_locals):
+        lines.append(data + "Spawn tree locals: its spawner's, the greenlet"
+                     " at 0x%x" % (id(spawner),))
+    else:
+        lines.append(data + 'Spawn tree locals: %s' % (
+            _safe_dict_repr(tree_locals),))
+
+
+def _format_greenlet_locals(lines: list, ctx: _Context, g: object,
+                            data: str) -> None:
+    """Append the values of the ``gevent.local`` objects set in *g*.
+
+    gevent's ``all_local_dicts_for_greenlet`` (compiled, as gevent is
+    usually) reads them from the greenlet's ``__dict__``, which holds one
+    entry per local object used in the greenlet: its cost is a pass over a
+    small dict, and it neither calls ``getcurrent()`` nor, unless the
+    greenlet's class overrides attribute access, runs user code. Each value
+    is shown with a safe repr; locals not set in *g* are left out.
+    """
+    found = ctx.local_dicts(g)
+    shown = []
+    for entry in list(found or ()):
+        try:
+            (kind, local_id), values = entry
+            if not _safe_len(values):
+                continue
+            if kind is ctx.gevent_local:
+                name = 'gevent.local.local'
+            else:
+                name = _callable_name(kind)
+            shown.append('%s    Local %s at 0x%x: %s' % (
+                data, name, local_id, _safe_dict_repr(values)))
+        except BaseException as ex:  # pylint:disable=broad-except
+            shown.append(data + '    ' + _error_line('a local', ex))
+    if shown:
+        lines.append(data + 'Greenlet Locals:')
+        lines.extend(shown)
 
 
 def _format_running_stack(lines: list, ctx: _Context, g: object,
@@ -1000,8 +1243,13 @@ def _format_running_stack(lines: list, ctx: _Context, g: object,
         return
     frame = ctx.frames.get(thread)
     if frame is None:
-        lines.append(data + 'Stack: unknown, thread 0x%x has no Python frame'
-                     % (thread,))
+        call = _frameless_call(g)
+        if call is None:
+            lines.append(data + 'Stack: none, thread 0x%x runs no Python'
+                         ' frame' % (thread,))
+        else:
+            lines.append(data + 'Stack: none, it runs %s, which is not'
+                         ' Python code' % (call,))
     elif ctx.thread_stacks and thread not in ctx.excluded:
         lines.append(data + 'Stack: the stack of thread 0x%x, shown above'
                      % (thread,))

@@ -14,6 +14,8 @@ import threading
 import time
 
 import gevent
+import gevent.event
+import gevent.local
 import greenlet
 import pytest
 
@@ -624,3 +626,240 @@ def test_names_under_monkey_patching():
         result.stdout)
     # A "thread" of the patched threading module is a greenlet.
     assert 'green-thread' in result.stdout
+
+
+# ---------------------------------------------------------------------------
+# gevent.local values and spawn tree locals, as gevent's format_run_info
+# ---------------------------------------------------------------------------
+
+class Unreprable:
+    def __repr__(self):
+        raise RuntimeError('no repr for this value')
+
+
+class RequestLocal(gevent.local.local):
+    """A subclass of gevent.local.local, named in the report."""
+
+
+def _details(lines, node):
+    """The lines under the label *node*, up to the next node at its level."""
+    out = []
+    for line in lines[lines.index(node) + 1:]:
+        if _indent(line) <= _indent(node):
+            break
+        out.append(line.strip())
+    return out
+
+
+def test_greenlet_locals_in_run_info():
+    plain = gevent.local.local()
+    request = RequestLocal()
+    ready = gevent.event.Event()
+
+    def with_locals():
+        plain.request_id = 'req-42'
+        request.user = 'alice'
+        request.bad = Unreprable()
+        ready.set()
+        gevent.sleep(100000)
+
+    worker = gevent.spawn(with_locals)
+    other = gevent.spawn(sleeper)
+    try:
+        _wait_started([worker, other])
+        ready.wait(30)
+        lines = report.format_run_info(max_greenlets=0)
+    finally:
+        gevent.killall([worker, other])
+    [node] = [line for line in _node_lines(lines)
+              if hex(id(worker)) in line]
+    details = _details(lines, node)
+    assert 'Greenlet Locals:' in details
+    assert ("Local gevent.local.local at 0x%x: {'request_id': 'req-42'}"
+            % (id(plain),)) in details
+    [mine] = [line for line in details
+              if line.startswith('Local %s.RequestLocal at 0x%x: ' % (
+                  __name__, id(request)))]
+    assert "'user': 'alice'" in mine
+    assert "'bad': <unreprable" in mine and 'no repr for this value' in mine
+    # A greenlet that set none of them shows none.
+    [node] = [line for line in _node_lines(lines) if hex(id(other)) in line]
+    assert not any('Local' in line for line in _details(lines, node))
+    assert not any(line.startswith('!!!') for line in lines)
+
+
+def test_spawn_tree_locals_shown_where_they_differ_from_the_spawner():
+    children = []
+
+    def spawner():
+        gevent.getcurrent().spawn_tree_locals['request_id'] = 'req-7'
+        children.append(gevent.spawn(sleeper))
+        gevent.sleep(100000)
+
+    parent = gevent.spawn(spawner)
+    try:
+        _wait_started([parent])
+        _wait_started(children)
+        [child] = children
+        assert child.spawn_tree_locals is parent.spawn_tree_locals
+        full = report.format_run_info(max_greenlets=0)
+        bounded = report.format_run_info(max_greenlets=1, highlight=child)
+    finally:
+        gevent.killall([parent] + children)
+    nodes = _node_lines(full)
+    [parent_node] = [line for line in nodes if hex(id(parent)) in line]
+    [child_node] = [line for line in nodes if hex(id(child)) in line]
+    assert ("Spawn tree locals: {'request_id': 'req-7'}"
+            in _details(full, parent_node))
+    # Shared with its spawner, which is shown: pointed to, not repeated.
+    child_details = _details(full, child_node)
+    assert ("Spawn tree locals: its spawner's, the greenlet at 0x%x"
+            % (id(parent),)) in child_details
+    assert not any('req-7' in line for line in child_details)
+    # The spawner not shown: the child shows them.
+    [child_node] = [line for line in _node_lines(bounded)
+                    if hex(id(child)) in line]
+    assert ("Spawn tree locals: {'request_id': 'req-7'}"
+            in _details(bounded, child_node))
+
+
+def test_monitor_report_shows_greenlet_locals(python):
+    proc = python('''
+        import hubmon, gevent, gevent.local, time
+        request = gevent.local.local()
+        def handler():
+            request.request_id = 'req-42'
+            gevent.getcurrent().spawn_tree_locals['tenant'] = 'acme'
+            time.sleep(0.3)
+            print('\\n'.join(hubmon.format_run_info()))
+        gevent.spawn(handler).join()
+        print('LOCAL 0x%x' % id(request))
+    ''', env={'GEVENT_MONITOR_THREAD_ENABLE': 'true',
+              'GEVENT_MAX_BLOCKING_TIME': '0.1'})
+    assert proc.returncode == 0, proc.stderr
+    local_id = proc.stdout.split('LOCAL ')[1].split()[0]
+    expected = "Local gevent.local.local at %s: {'request_id': 'req-42'}" % (
+        local_id,)
+    for lines in (proc.stderr.splitlines(), proc.stdout.splitlines()):
+        [node] = [line for line in _node_lines(lines) if 'handler' in line]
+        details = _details(lines, node)
+        assert 'Greenlet Locals:' in details, '\n'.join(lines)
+        assert expected in details
+        assert "Spawn tree locals: {'tenant': 'acme'}" in details
+    [node] = [line for line in _node_lines(proc.stderr.splitlines())
+              if '<== BLOCKED' in line]
+    assert 'handler' in node
+
+
+# ---------------------------------------------------------------------------
+# A culprit without a Python frame; a culprit with greenlet's own repr
+# ---------------------------------------------------------------------------
+
+def test_frameless_culprit_in_a_live_thread_is_named():
+    state = {}
+    started = threading.Event()
+
+    def hub_thread():
+        state['greenlet'] = gevent.spawn(time.sleep, 0.5)
+        started.set()
+        state['greenlet'].join()
+        gevent.get_hub().destroy(destroy_loop=True)
+
+    thread = threading.Thread(target=hub_thread, name='frameless-hub-thread',
+                              daemon=True)
+    thread.start()
+    assert started.wait(30)
+    culprit = state['greenlet']
+    deadline = time.monotonic() + 30
+    # Running, and the thread runs no Python frame: inside time.sleep.
+    while not culprit or thread.ident in sys._current_frames():
+        assert time.monotonic() < deadline, 'the greenlet did not start'
+        time.sleep(0.001)
+    lines = report.format_blocked_report(
+        greenlet=culprit, thread_ident=thread.ident, duration=0.2,
+        threshold=0.1)
+    thread.join(30)
+    stack = lines[lines.index('Blocked Stack (for thread id 0x%x):' % (
+        thread.ident,)) + 1:lines.index('Info:')]
+    assert stack == [('  No Python frame: the blocked greenlet runs'
+                      ' time.sleep(0.5) (its _run), which is not Python'
+                      ' code')]
+    assert not any('may have exited' in line for line in lines)
+    # The thread is listed, though it has no frame.
+    label = 'Thread 0x%x (frameless-hub-thread) daemon=True (CURRENT)' % (
+        thread.ident,)
+    assert lines[lines.index(label) + 1] == (
+        '  (no Python frame is running in this thread)')
+    [node] = [line for line in _node_lines(lines) if '<== BLOCKED' in line]
+    assert lines[lines.index(node) + 1].strip() == (
+        'Stack: none, it runs time.sleep(0.5) (its _run), which is not'
+        ' Python code')
+    # Once the thread has exited, it is said so.
+    gone = report.format_blocked_report(
+        greenlet=culprit, thread_ident=thread.ident, duration=0.2,
+        threshold=0.1)
+    assert any('it may have exited' in line for line in gone)
+
+
+def test_dropin_report_names_a_c_function_culprit(python):
+    proc = python('''
+        import hubmon, gevent, time
+        gevent.spawn(time.sleep, 0.3).join()
+    ''', env={'GEVENT_MONITOR_THREAD_ENABLE': 'true',
+              'GEVENT_MAX_BLOCKING_TIME': '0.1'})
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stderr.splitlines()
+    [header] = [line for line in lines if line.startswith('Blocked Stack')]
+    assert lines[lines.index(header) + 1] == (
+        '  No Python frame: the blocked greenlet runs time.sleep(0.3) (its'
+        ' _run), which is not Python code'), proc.stderr
+    assert 'may have exited' not in proc.stderr
+    assert any(line.startswith('Thread 0x') and '(MainThread)' in line
+               and '(CURRENT)' in line for line in lines), proc.stderr
+
+
+def test_raw_greenlet_culprit_is_not_called_suspended(python):
+    proc = python('''
+        import hubmon, greenlet, time
+
+        class GreenThread(greenlet.greenlet):
+            """Like eventlet's: greenlet's own repr."""
+
+        def spin():
+            end = time.perf_counter() + 0.4
+            while time.perf_counter() < end:
+                pass
+
+        main = greenlet.getcurrent()
+
+        def hub_loop():
+            while True:
+                main.switch()
+
+        hub = greenlet.greenlet(hub_loop)
+        monitor = hubmon.start(hub, max_blocking_time=0.1)
+        for kind in (greenlet.greenlet, GreenThread):
+            culprit = kind(run=spin)
+            print('CULPRIT 0x%x' % id(culprit))
+            culprit.switch()
+            hub.switch()        # the blockage ends in the hub
+        time.sleep(0.2)         # the reports are printed
+        monitor.stop()
+    ''')
+    assert proc.returncode == 0, proc.stderr
+    culprits = [line.split()[1] for line in proc.stdout.splitlines()
+                if line.startswith('CULPRIT ')]
+    reports = [r for r in proc.stderr.split('=' * 80)
+               if 'appears to be blocked' in r]
+    for culprit, kind in zip(culprits, ('greenlet.greenlet', 'GreenThread')):
+        [text] = [r for r in reports
+                  if r.strip('\n').splitlines()[0].count(culprit) == 1]
+        lines = text.strip('\n').splitlines()
+        header = lines[0]
+        assert ' : Greenlet <%s object at %s (otid=' % (kind, culprit) in (
+            header), text
+        assert ') running active started> appears to be blocked' in header
+        assert 'suspended' not in header
+        [node] = [line for line in _node_lines(lines) if '<== BLOCKED' in line]
+        assert culprit in node and 'suspended' not in node
+        assert 'in spin' in text
