@@ -1,15 +1,19 @@
 """Writing hubmon's text (reports, error notes) without endangering the host.
 
-A report is written straight to a duplicate of the stream's file descriptor
-when the stream has one, so hubmon's thread never holds the stream's buffer
-lock while the write waits for a slow reader: a ``fork()`` made by another
-thread meanwhile would copy that lock, held, into the child, whose first
-write to the stream would hang for ever. Streams without a descriptor
-(``io.StringIO``, pytest's capture) get ``stream.write``; the fork hook waits
-(boundedly) for such a write to end.
+A report for the interpreter's own stderr or stdout (``sys.__stderr__``,
+``sys.__stdout__``) is written straight to a duplicate of its file
+descriptor, so hubmon's thread never holds the stream's buffer lock while
+the write waits for a slow reader: a ``fork()`` made by another thread
+meanwhile would copy that lock, held, into the child, whose first write to
+the stream would hang for ever. Every other stream gets ``stream.write``, as
+gevent's monitor writes (a wrapper, a subclass or a file with its own
+newline translation sees the report as it would from gevent); when it has a
+descriptor, and so possibly an io buffer lock, the fork hook waits
+(boundedly) for the write to end.
 """
 from __future__ import annotations
 
+import io
 import logging
 import os
 import sys
@@ -58,6 +62,27 @@ def _fileno(stream: Any) -> Optional[int]:
     return fd if isinstance(fd, int) and fd >= 0 else None
 
 
+def _direct_fileno(stream: Any) -> Optional[int]:
+    """The descriptor to write ``stream``'s text to directly, or None to call its write().
+
+    Only the interpreter's own stderr and stdout qualify: plain
+    ``io.TextIOWrapper`` objects with the default newline handling, whose
+    write() adds nothing to the bytes.
+    """
+    if stream is not sys.__stderr__ and stream is not sys.__stdout__:
+        return None
+    if type(stream) is not io.TextIOWrapper:
+        return None
+    return _fileno(stream)
+
+
+def _write_stream(stream: Any, data: str) -> None:
+    stream.write(data)
+    flush = getattr(stream, "flush", None)
+    if flush is not None:
+        flush()
+
+
 def _write_fd(fd: int, data: bytes) -> None:
     """Write all of ``data`` to a duplicate of ``fd``; a non-blocking fd is waited on."""
     copy = os.dup(fd)
@@ -84,14 +109,15 @@ def write(stream: Any, text: str) -> None:
         with _gated():
             logging.getLogger(LOGGER_NAME).warning("%s", data.rstrip("\n"))
         return
-    fd = _fileno(stream)
+    fd = _direct_fileno(stream)
     if fd is None:
-        # No descriptor, so no buffer lock of the io module that a fork could
-        # copy held: no reason to make a fork wait for a slow stream.
-        stream.write(data)
-        flush = getattr(stream, "flush", None)
-        if flush is not None:
-            flush()
+        if _fileno(stream) is None:
+            # No descriptor, so no buffer lock of the io module that a fork
+            # could copy held: no reason to make a fork wait for a slow stream.
+            _write_stream(stream, data)
+        else:
+            with _gated():
+                _write_stream(stream, data)
         return
     # What the program left in the stream's buffer goes first. stderr is
     # line-buffered, so this rarely writes anything; the gate keeps a fork
