@@ -873,14 +873,16 @@ hm_sampler_native_id(void)
 }
 
 /* Sets the process-wide memory watch: limit in bytes (0 turns it off) and
-   the period in seconds. Needs hm_sampler_lock NOT held. */
+   the period in seconds. The first check comes at the next sample, as
+   gevent's monitor checks at its next wake-up. Needs hm_sampler_lock NOT
+   held. */
 void
 hm_sampler_memory_set(double limit_bytes, double period)
 {
     pthread_mutex_lock(&hm_sampler_lock);
     S.mem_limit = limit_bytes;
     S.mem_period = period;
-    S.mem_next = hm_monotonic() + period;
+    S.mem_next = hm_monotonic();
     if (limit_bytes <= 0) {
         S.mem_exceeded = 0;
     }
