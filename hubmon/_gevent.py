@@ -99,15 +99,55 @@ def _start_periodic_monitoring_thread(self: Any) -> Any:
 
     A hub that user code made in one of hubmon's own threads (a subscriber
     calling ``gevent.get_hub()``, say) is never monitored.
+
+    gevent calls this as its hub starts running, so it never raises: a
+    setting hubmon cannot use (a ConfigError naming the variable and the
+    value) leaves the hub running without a monitor, and the error is
+    written to stderr, once for each distinct error.
     """
     from ._threads import is_own_thread
     if is_own_thread():
         return self.periodic_monitoring_thread
-    if self.periodic_monitoring_thread is None and monitoring_enabled():
+    if self.periodic_monitoring_thread is None:
+        try:
+            if not monitoring_enabled():
+                return None
+            monitor = _start_for_hub(self)
+        except Exception as error:
+            _tell_once("hubmon: this gevent hub runs without a monitor: %s: %s"
+                       % (type(error).__name__, error))
+            return None
         from gevent.events import PeriodicMonitorThreadStartedEvent, notify_and_call_entry_points
-        self.periodic_monitoring_thread = _start_for_hub(self)
-        notify_and_call_entry_points(PeriodicMonitorThreadStartedEvent(self.periodic_monitoring_thread))
+        _declare_interface()
+        self.periodic_monitoring_thread = monitor
+        notify_and_call_entry_points(PeriodicMonitorThreadStartedEvent(monitor))
     return self.periodic_monitoring_thread
+
+
+_told: set = set()
+
+
+def _declare_interface() -> None:
+    """Declare that a Monitor provides gevent's ``IPeriodicMonitorThread`` (zope.interface).
+
+    Done when the first gevent hub gets a monitor, since gevent.events (and
+    zope.interface) are imported then anyway.
+    """
+    from gevent.events import IPeriodicMonitorThread
+    from zope.interface import classImplements
+
+    from .monitor import Monitor
+    if not IPeriodicMonitorThread.implementedBy(Monitor):
+        classImplements(Monitor, IPeriodicMonitorThread)
+
+
+def _tell_once(message: str) -> None:
+    """Write ``message`` to stderr unless it was written already."""
+    if message in _told:
+        return
+    _told.add(message)
+    from ._output import write_stderr
+    write_stderr(message)
 
 
 def _apply_to_running(name: str) -> None:
@@ -116,7 +156,12 @@ def _apply_to_running(name: str) -> None:
     monitors = [monitor for monitor in running_monitors() if monitor.from_gevent]
     if not monitors:
         return
-    value = _setting(name)
+    try:
+        value = _setting(name)
+    except Exception as error:
+        _tell_once("hubmon: the running monitors keep their %s: %s: %s"
+                   % (name, type(error).__name__, error))
+        return
     for monitor in monitors:
         if name == "max_blocking_time":
             monitor.set_max_blocking_time(value)
@@ -132,8 +177,10 @@ def _follow_gevent_config(gevent_config_module: Any) -> None:
     """Note the shared settings assigned through gevent.config; pass changes to running monitors.
 
     ``gevent.config.name = value`` goes through ``Config.set`` too. A value
-    hubmon cannot use raises ConfigError from the assignment, naming
-    ``gevent.config.<name>`` and the value; gevent's config keeps it.
+    gevent accepts and hubmon cannot use never makes the assignment raise
+    (gevent's monitor would take it): the running monitors keep their
+    value, and the ConfigError, naming ``gevent.config.<name>`` and the
+    value, is written to stderr once.
     """
     config_class = getattr(gevent_config_module, "Config", None)
     if config_class is None or getattr(config_class, _MARK, False):

@@ -27,18 +27,25 @@ __all__ = ["choose_signal", "acquire", "release"]
 
 _users = 0          # monitors using the dump now
 _signal = 0         # the signal hubmon's handler is installed on, or 0
+_stream: Any = None  # the stream whose descriptor the dump writes to
 _AUTO_FIRST_OFFSET = 6
 
 
-def _fileno(stream: Any) -> int:
+def _with_fileno(stream: Any) -> tuple:
+    """``(stream, fd)``: ``stream`` if it has a descriptor, else stderr; ``(None, -1)`` if none has."""
     for candidate in (stream, sys.stderr, sys.__stderr__):
         try:
             fd = candidate.fileno()
         except Exception:
             continue
         if isinstance(fd, int) and fd >= 0:
-            return fd
-    return -1
+            return candidate, fd
+    return None, -1
+
+
+def dump_stream() -> Any:
+    """The stream whose descriptor the dump writes to (as it was when the dump was turned on), or None."""
+    return _stream if _users else None
 
 
 def choose_signal(value: Union[int, str], label: str) -> int:
@@ -80,11 +87,11 @@ def acquire(signum: int, stream: Any) -> bool:
     (faulthandler keeps one file per signal); a later monitor that asks for
     another signal than the one in use gets no dump.
     """
-    global _users, _signal, _yielded
+    global _users, _signal, _yielded, _stream
     if not signum or not sys.platform.startswith("linux"):
         return False
     if _users == 0:
-        fd = _fileno(stream)
+        target, fd = _with_fileno(stream)
         if fd < 0:
             return False
         own_fd = _core.gil_dump_enable(fd)
@@ -95,6 +102,7 @@ def acquire(signum: int, stream: Any) -> bool:
             _core.gil_dump_disable()
             raise
         _signal = signum
+        _stream = target
         _yielded = False
         _guard_faulthandler()
     elif signum != _signal or _yielded:
@@ -106,7 +114,7 @@ def acquire(signum: int, stream: Any) -> bool:
 def release() -> None:
     """One monitor fewer uses the dump; the last one turns it off, closes
     hubmon's descriptor and gives the signal back as it found it (no handler)."""
-    global _users, _signal
+    global _users, _signal, _stream
     if _users <= 0:
         return
     _users -= 1
@@ -116,6 +124,7 @@ def release() -> None:
             _core.uninstall_gil_handler()
             _original_unregister(_signal)
         _signal = 0
+        _stream = None
 
 
 _yielded = False

@@ -275,9 +275,12 @@ class Monitor:
                                  % (memory_monitor_period,))
             self.memory_monitor_period = memory_monitor_period
         self.max_memory_usage = max_memory_usage
-        memory_watch.remove(self)
-        if self._running and self._memory_check:
-            watch_memory(self, self.max_memory_usage, self.memory_monitor_period)
+        if self._running and self._memory_check and max_memory_usage:
+            # Replaces this monitor's limit in place: a limit raised while
+            # over the old one still ends in MemoryUsageUnderThreshold.
+            watch_memory(self, max_memory_usage, self.memory_monitor_period)
+        else:
+            memory_watch.remove(self)
 
     def set_max_blocking_time(self, seconds: float) -> None:
         """Change the threshold of this running monitor (seconds; TypeError or ValueError when invalid)."""
@@ -476,7 +479,13 @@ class Monitor:
                         "hubmon's handler (the program replaced it), so the dump is off."
                         % (self.gil_signal,))
             elif self._gil_dump:
-                dump = "The stacks written while it ran (faulthandler) are above."
+                target = _gil.dump_stream()
+                if self.report_to != "logging" and target is self._output_stream():
+                    dump = "The stacks written while it ran (faulthandler) are above."
+                else:
+                    dump = ("The stacks written while it ran (faulthandler) went to %s, "
+                            "this monitor's stream when the dump was turned on."
+                            % (_safe_hub_repr(target),))
             else:
                 dump = "The stack dump is off (HUBMON_GIL_SIGNAL)."
             info.insert(2, "    The GIL was held for %.3f seconds before this report could be "
@@ -522,6 +531,8 @@ class Monitor:
             return
         lines = event.info
         text = "\n".join(str(line) for line in lines) if isinstance(lines, (list, tuple)) else str(lines)
+        if not text:
+            return      # a subscriber emptied the report: nothing to print, as in gevent
         if self.report_to == "logging":
             stream = None
         else:

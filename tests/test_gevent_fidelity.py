@@ -98,18 +98,63 @@ deadline = time.monotonic() + 10
 while not exceeded and time.monotonic() < deadline:
     gevent.sleep(0.1)
 print("memory events", len(exceeded) > 0)
-try:
-    gevent.config.max_blocking_time = 100000
-except hubmon.ConfigError as error:
-    print("error", error)
+# gevent takes 100000 s; hubmon's bound is one day. The assignment must not
+# raise (gevent's monitor would take it), nor break a hub started later.
+gevent.config.max_blocking_time = 100000
 print("kept", monitor.max_blocking_time)
+from gevent.threadpool import ThreadPool
+print("worker", ThreadPool(1).spawn(lambda: gevent.sleep(0.01) or "ran").get())
+gevent.sleep(0.01)
+print("main hub runs")
 """, env=ENV)
     assert proc.returncode == 0, proc.stderr
     assert "settings 0.7 1 0.5" in proc.stdout
     assert "events 0 blocks 0" in proc.stdout
     assert "memory events True" in proc.stdout
-    assert "error gevent.config.max_blocking_time=100000.0 is invalid" in proc.stdout
     assert "kept 0.7" in proc.stdout
+    assert "worker ran" in proc.stdout and "main hub runs" in proc.stdout
+    error = "gevent.config.max_blocking_time=100000.0 is invalid"
+    assert ("hubmon: the running monitors keep their max_blocking_time: ConfigError: " + error
+            in proc.stderr), proc.stderr
+    assert "hubmon: this gevent hub runs without a monitor: ConfigError: " + error in proc.stderr
+    assert proc.stderr.count(error) == 2, proc.stderr
+
+
+def test_raising_the_memory_limit_while_over_it_ends_with_under_threshold(python):
+    proc = python(PROGRAM + """
+import psutil
+seen = []
+gevent.events.subscribers.append(
+    lambda e: seen.append(type(e).__name__) if "Memory" in type(e).__name__ else None)
+gevent.config.memory_monitor_period = 0.2
+gevent.config.max_memory_usage = 1024 * 1024
+gevent.sleep(0.01)
+deadline = time.monotonic() + 20
+while "MemoryUsageThresholdExceeded" not in seen and time.monotonic() < deadline:
+    gevent.sleep(0.05)
+gevent.config.max_memory_usage = psutil.Process().memory_info().rss + 500 * 2**20
+while "MemoryUsageUnderThreshold" not in seen and time.monotonic() < deadline:
+    gevent.sleep(0.05)
+print("memory events", seen)
+""", env=ENV)
+    assert proc.returncode == 0, proc.stderr
+    assert "memory events ['MemoryUsageThresholdExceeded', 'MemoryUsageUnderThreshold']" in proc.stdout
+
+
+def test_the_first_memory_check_comes_at_once(python):
+    proc = python(PROGRAM + """
+seen = []
+gevent.events.subscribers.append(
+    lambda e: seen.append(time.monotonic()) if "Exceeded" in type(e).__name__ else None)
+start = time.monotonic()
+gevent.sleep(0.01)
+while not seen and time.monotonic() - start < 60:
+    gevent.sleep(0.05)
+print("first check after %.3f" % (seen[0] - start))
+""", env=dict(ENV, GEVENT_MONITOR_MEMORY_MAX="1", GEVENT_MONITOR_MEMORY_PERIOD="30"))
+    assert proc.returncode == 0, proc.stderr
+    # gevent checks at its first wake-up; a whole period (30 s) used to pass first.
+    assert float(proc.stdout.split("first check after ")[1]) < 15, proc.stdout
 
 
 def test_memory_is_watched_for_the_main_hub_only(python):
@@ -131,6 +176,86 @@ print("main lists memory", any(f.function == main.monitor_memory_usage for f in 
 
 
 # -- 2. hub.exception_stream --------------------------------------------------------
+
+
+def test_a_stream_wrapper_gets_the_report_through_its_write(python):
+    # gevent prints the report with print(line, file=stream): a wrapper of
+    # stderr (a tee, a prefixer, a subclass) sees it, and so does a file's
+    # own newline translation.
+    proc = python(PROGRAM + """
+class Tee:
+    def __init__(self, inner):
+        self.inner, self.copy = inner, []
+    def write(self, text):
+        self.copy.append(text)
+        return self.inner.write(text)
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+sys.stderr = tee = Tee(sys.stderr)
+run_blocks()
+print("tee saw", "appears to be blocked" in "".join(tee.copy))
+sys.stderr = sys.__stderr__
+hub = gevent.get_hub()
+with open("crlf.txt", "w", newline="\\r\\n") as crlf:
+    hub.exception_stream = crlf
+    run_blocks()
+with open("crlf.txt", "rb") as f:
+    data = f.read()
+print("crlf", data.count(b"\\r\\n") > 10, data.count(b"\\n") == data.count(b"\\r\\n"))
+""", env=ENV)
+    assert proc.returncode == 0, proc.stderr
+    assert "tee saw True" in proc.stdout
+    assert "crlf True True" in proc.stdout
+    assert reports(proc.stderr) == 1          # the tee's, passed on to stderr
+
+
+def test_a_report_emptied_by_a_subscriber_prints_nothing(python):
+    proc = python(PROGRAM.replace("fired = []", "fired = []\n"
+                                  "gevent.events.subscribers.append(lambda e: getattr(e, 'info', [0]).clear() "
+                                  "if 'Blocked' in type(e).__name__ else None)") + "run_blocks()\n", env=ENV)
+    assert proc.returncode == 0, proc.stderr
+    assert "events 1 blocks 1" in proc.stdout
+    assert proc.stderr == "", repr(proc.stderr)
+
+
+def test_the_gil_dump_says_where_it_went_when_the_report_goes_elsewhere(python):
+    proc = python(PROGRAM + """
+import io
+hub = gevent.get_hub()
+hub.exception_stream = stream = io.StringIO()   # no descriptor: the dump goes to stderr
+scale = 1_000_000
+while True:
+    start = time.perf_counter(); sum(range(scale)); took = time.perf_counter() - start
+    if took > 0.1:
+        break
+    scale *= 2
+scale = int(scale * 0.6 / took)
+gevent.sleep(0.01)
+gevent.spawn(lambda: sum(range(scale))).join()
+gevent.sleep(0.2)
+hubmon._delivery.drain(5)
+print(stream.getvalue())
+""", env=ENV)
+    assert proc.returncode == 0, proc.stderr
+    assert "the GIL is held" in proc.stderr           # the dump, on stderr
+    assert "The GIL was held for" in proc.stdout      # the report, in the StringIO
+    assert "went to <_io.TextIOWrapper name='<stderr>'" in proc.stdout, proc.stdout
+    assert "are above" not in proc.stdout
+
+
+# -- 4b. gevent's interface -------------------------------------------------------------
+
+
+def test_the_monitor_provides_gevents_interface(python):
+    proc = python(PROGRAM + """
+from gevent.events import IPeriodicMonitorThread
+from zope.interface.verify import verifyObject
+monitor = gevent.get_hub().start_periodic_monitoring_thread()
+print("provides", IPeriodicMonitorThread.providedBy(monitor), verifyObject(IPeriodicMonitorThread, monitor),
+      IPeriodicMonitorThread(monitor) is monitor)
+""", env=ENV)
+    assert proc.returncode == 0, proc.stderr
+    assert "provides True True True" in proc.stdout
 
 
 def test_exception_stream_none_prints_nothing_and_events_fire(python):
