@@ -117,9 +117,24 @@ def _call_each(subscribers: Any, event: Any) -> None:
             _report_subscriber_error(subscriber, event)
 
 
+def _gevent_events() -> Any:
+    """The module gevent.events if the program imported it, else None.
+
+    A module the hub's thread is still importing is in ``sys.modules``
+    half-made; importing it here waits until it is whole.
+    """
+    if "gevent.events" not in sys.modules:
+        return None
+    try:
+        __import__("gevent.events")
+    except Exception:
+        return None
+    return sys.modules.get("gevent.events")
+
+
 def _gevent_twin(event: Any) -> Any:
     """gevent's own event class for ``event``, or None (gevent not imported)."""
-    gevent_events = sys.modules.get("gevent.events")
+    gevent_events = _gevent_events()
     if gevent_events is None:
         return None
     if isinstance(event, EventLoopBlocked):
@@ -145,7 +160,7 @@ def notify(event: Any) -> None:
     twin = _gevent_twin(event)
     if twin is None:
         return
-    gevent_events = sys.modules["gevent.events"]
+    gevent_events = _gevent_events()
     _call_each(list(getattr(gevent_events, "subscribers", ())), twin)
     if isinstance(event, EventLoopBlocked) and twin.info is not event.info:
         event.info = twin.info
