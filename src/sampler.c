@@ -873,16 +873,24 @@ hm_sampler_native_id(void)
 }
 
 /* Sets the process-wide memory watch: limit in bytes (0 turns it off) and
-   the period in seconds. The first check comes at the next sample, as
-   gevent's monitor checks at its next wake-up. Needs hm_sampler_lock NOT
-   held. */
+   the period in seconds. When the watch starts, the first check comes at
+   the next sample, as gevent's monitor checks at its next wake-up; a later
+   change keeps the checks' pace (a subscriber that changes the limit on
+   each event cannot make them run back to back), except that a shorter
+   period applies from now. Needs hm_sampler_lock NOT held. */
 void
 hm_sampler_memory_set(double limit_bytes, double period)
 {
     pthread_mutex_lock(&hm_sampler_lock);
+    double now = hm_monotonic();
+    if (S.mem_limit <= 0) {
+        S.mem_next = now;
+    }
+    else if (S.mem_next > now + period) {
+        S.mem_next = now + period;
+    }
     S.mem_limit = limit_bytes;
     S.mem_period = period;
-    S.mem_next = hm_monotonic();
     if (limit_bytes <= 0) {
         S.mem_exceeded = 0;
     }
