@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import importlib.abc
 import sys
+import weakref
 from typing import Any, Optional
 
-from .config import config
+from .config import MAX_INT, MAX_SECONDS, ConfigError, config
 
 _MARK = "_hubmon_patched"
 _MISSING = object()
@@ -61,20 +62,41 @@ def _setting(name: str) -> Any:
         return getattr(config, name)
     theirs = _gevent_value(name)
     if theirs is not _MISSING and name in _assigned_in_gevent:
-        return _from_gevent(name, theirs)
-    ours = getattr(config, name)
+        return _from_gevent(name, theirs, "gevent.config." + name)
+    try:
+        ours = getattr(config, name)
+    except ConfigError:
+        if theirs is _MISSING:
+            raise
+        # gevent took the environment's value, which hubmon's rules refuse:
+        # take gevent's reading of it, within hubmon's bounds.
+        return _from_gevent(name, theirs, config.label(name))
     if theirs is _MISSING or theirs == ours:
         return ours
     # gevent.config read the same environment, so a different value was
     # assigned in code before hubmon patched gevent.
-    return _from_gevent(name, theirs)
+    return _from_gevent(name, theirs, "gevent.config." + name)
 
 
-def _from_gevent(name: str, value: Any) -> Any:
-    """gevent.config's ``value`` for ``name``, validated by hubmon's rules."""
-    if name == "memory_monitor_period" and isinstance(value, (int, float)) and 0 < value < 0.1:
-        value = 0.1  # gevent puts a floor under the period too (2 s): hubmon's is 0.1 s
-    return config.convert(name, value, "gevent.config." + name)
+def _from_gevent(name: str, value: Any, label: str) -> Any:
+    """gevent's ``value`` for ``name``, brought within hubmon's bounds where its meaning survives.
+
+    A duration beyond hubmon's bound (one day, infinity included) is taken as
+    the bound, and a memory size beyond 2**63 - 1 bytes as that size: gevent
+    would not act on such a value in a process's life either. A whole number
+    of bytes given as a float is taken as an int; a memory period under 0.1 s
+    as 0.1 s (gevent puts its own floor, 2 s, under it). Other values are
+    checked by hubmon's rules: ConfigError, naming ``label``.
+    """
+    real = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if real and name in ("max_blocking_time", "memory_monitor_period"):
+        if value > MAX_SECONDS:
+            value = MAX_SECONDS
+        elif name == "memory_monitor_period" and 0 < value < 0.1:
+            value = 0.1
+    elif real and name == "max_memory_usage" and value > 0:
+        value = MAX_INT if value > MAX_INT else int(value)
+    return config.convert(name, value, label)
 
 
 def monitoring_enabled() -> bool:
@@ -119,6 +141,12 @@ def _start_periodic_monitoring_thread(self: Any) -> Any:
             return None
         from gevent.events import PeriodicMonitorThreadStartedEvent, notify_and_call_entry_points
         _declare_interface()
+        for function, period in _carried_functions.pop(self, ()):
+            try:
+                monitor.add_monitoring_function(function, period)
+            except ValueError as error:
+                _tell_once("hubmon: a monitoring function of gevent's monitor was not carried "
+                           "over: %s" % (error,))
         self.periodic_monitoring_thread = monitor
         notify_and_call_entry_points(PeriodicMonitorThreadStartedEvent(monitor))
     return self.periodic_monitoring_thread
@@ -158,19 +186,19 @@ def _apply_to_running(name: str) -> None:
         return
     try:
         value = _setting(name)
+        for monitor in monitors:
+            if name == "max_blocking_time":
+                monitor.set_max_blocking_time(value)
+            elif name == "print_blocking_reports":
+                monitor.print_blocking_reports = value
+            elif name == "max_memory_usage":
+                monitor.set_memory_limit(value)
+            elif name == "memory_monitor_period":
+                monitor.set_memory_limit(monitor.max_memory_usage, value)
     except Exception as error:
+        # A value hubmon cannot use, or hubmon shut down at exit already.
         _tell_once("hubmon: the running monitors keep their %s: %s: %s"
                    % (name, type(error).__name__, error))
-        return
-    for monitor in monitors:
-        if name == "max_blocking_time":
-            monitor.set_max_blocking_time(value)
-        elif name == "print_blocking_reports":
-            monitor.print_blocking_reports = value
-        elif name == "max_memory_usage":
-            monitor.set_memory_limit(value)
-        elif name == "memory_monitor_period":
-            monitor.set_memory_limit(monitor.max_memory_usage, value)
 
 
 def _follow_gevent_config(gevent_config_module: Any) -> None:
@@ -220,10 +248,19 @@ def _replace_running_gevent_monitor() -> None:
     current = hub.periodic_monitoring_thread
     if current is None or type(current).__module__ != "gevent._monitor":
         return
+    # The functions the program added to gevent's monitor go on in hubmon's.
+    builtin = (current.monitor_blocking, current.monitor_memory_usage)
+    _carried_functions[hub] = [(entry.function, entry.period) for entry in current.monitoring_functions()
+                               if entry.function not in builtin]
     current.kill()
     hub.periodic_monitoring_thread = None
     if bool(hub) and not hub.dead:  # the hub's loop is running
         hub.start_periodic_monitoring_thread()
+
+
+# Monitoring functions of gevent's monitor that hubmon replaced, by hub,
+# waiting for the hub's hubmon monitor to start.
+_carried_functions: "weakref.WeakKeyDictionary[Any, list]" = weakref.WeakKeyDictionary()
 
 
 class _GeventHubFinder(importlib.abc.MetaPathFinder):

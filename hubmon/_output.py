@@ -73,6 +73,13 @@ def _direct_fileno(stream: Any) -> Optional[int]:
         return None
     if type(stream) is not io.TextIOWrapper:
         return None
+    try:
+        # An encoding that starts each text with a byte order mark (utf-16,
+        # utf-32) must go through the stream, which writes the mark once.
+        if "\n".encode(stream.encoding) != b"\n":
+            return None
+    except Exception:
+        return None
     return _fileno(stream)
 
 

@@ -20,12 +20,12 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # Importing typing takes several milliseconds; config must stay cheap.
     from typing import Any
 
-__all__ = ["Config", "ConfigError", "config"]
+__all__ = ["Config", "ConfigError", "MAX_INT", "MAX_SECONDS", "config"]
 
 #: The longest accepted time setting: one day, in seconds.
-_MAX_SECONDS = 86400.0
+MAX_SECONDS = 86400.0
 #: The largest accepted integer setting: it must fit a signed 64-bit C integer.
-_MAX_INT = 2**63 - 1
+MAX_INT = 2**63 - 1
 _BYTE_SUFFIXES = {"kb": 1024, "mb": 1024**2, "gb": 1024**3}
 
 
@@ -91,9 +91,9 @@ class _Seconds:
         self.minimum = minimum
         self.inclusive = inclusive
         if inclusive:
-            bounds = f"from {minimum:g} to {_MAX_SECONDS:g}"
+            bounds = f"from {minimum:g} to {MAX_SECONDS:g}"
         else:
-            bounds = f"greater than {minimum:g} and at most {_MAX_SECONDS:g}"
+            bounds = f"greater than {minimum:g} and at most {MAX_SECONDS:g}"
         self.expected = f"a number of seconds {bounds}"
         self.type = f"float (seconds): {bounds}"
 
@@ -101,7 +101,7 @@ class _Seconds:
         # Comparisons with NaN are false, and the bounds are finite, so this
         # also rejects NaN and both infinities.
         above = seconds >= self.minimum if self.inclusive else seconds > self.minimum
-        if above and seconds <= _MAX_SECONDS:
+        if above and seconds <= MAX_SECONDS:
             return seconds
         raise _invalid(label, raw, self.expected)
 
@@ -131,7 +131,7 @@ class _ByteCount:
     expected_in_code = "None, an int number of bytes greater than 0, or a string such as '512mb'"
 
     def _check(self, count: int, label: str, raw: object, expected: str) -> int:
-        if 0 < count <= _MAX_INT:
+        if 0 < count <= MAX_INT:
             return count
         raise _invalid(label, raw, expected)
 
@@ -187,7 +187,7 @@ class _Count:
     expected = "a whole number from 0 to 2**63 - 1"
 
     def _check(self, count: int | None, label: str, raw: object) -> int:
-        if count is not None and 0 <= count <= _MAX_INT:
+        if count is not None and 0 <= count <= MAX_INT:
             return count
         raise _invalid(label, raw, self.expected)
 

@@ -61,6 +61,20 @@ def _check_seconds(name: str, value: Any) -> float:
     return value
 
 
+def _period_seconds(period: Any) -> float:
+    """A monitoring function's period as seconds: any real number (int, float,
+    Fraction, Decimal) that is finite and > 0; ValueError otherwise."""
+    if isinstance(period, (bool, str, bytes)):
+        raise ValueError("period must be a number of seconds > 0, not %r" % (period,))
+    try:
+        seconds = float(period)
+    except (TypeError, ValueError, OverflowError):
+        raise ValueError("period must be a number of seconds > 0, not %r" % (period,)) from None
+    if not 0 < seconds < float("inf"):   # NaN fails the comparison too
+        raise ValueError("period must be a finite number of seconds > 0, not %r" % (period,))
+    return seconds
+
+
 def _root_of(glet: Any) -> Any:
     while glet.parent is not None:
         glet = glet.parent
@@ -320,12 +334,9 @@ class Monitor:
         if period is None:
             self._functions = [f for f in self._functions if f.function != function]
         else:
-            if isinstance(period, bool) or not isinstance(period, (int, float)) or not period > 0:
-                raise ValueError("period must be a number of seconds > 0, not %r" % (period,))
-            if period == float("inf") or period != period:
-                raise ValueError("period must be finite, not %r" % (period,))
+            seconds = _period_seconds(period)
             # Due now: gevent's monitor calls a new entry at its next wake-up.
-            entry = MonitoringFunction(function, float(period), _core.monotonic())
+            entry = MonitoringFunction(function, seconds, _core.monotonic())
             kept = [f for f in self._functions if f.function != function]
             self._functions = kept + [entry]
         self._schedule()
@@ -529,8 +540,7 @@ class Monitor:
         delivered.wait(_subscriber_patience(self.max_blocking_time))
         if not self._print_blocking_reports:
             return
-        lines = event.info
-        text = "\n".join(str(line) for line in lines) if isinstance(lines, (list, tuple)) else str(lines)
+        text = _report_text(event.info)
         if not text:
             return      # a subscriber emptied the report: nothing to print, as in gevent
         if self.report_to == "logging":
@@ -554,6 +564,23 @@ class Monitor:
         self._blocked_info = None
         culprit = ref() if ref is not None else None
         _delivery.events.post(notify, EventLoopUnblocked(culprit, self.hub, duration))
+
+
+def _report_text(info: Any) -> str:
+    """The text of a report from ``event.info`` as subscribers left it.
+
+    A list of lines (or any iterable of them, a generator included) gives
+    one line each; a string is printed as it is; None prints nothing.
+    """
+    if info is None:
+        return ""
+    if isinstance(info, str):
+        return info
+    try:
+        lines = iter(info)
+    except TypeError:
+        return str(info)
+    return "\n".join(str(line) for line in lines)
 
 
 def _subscriber_patience(threshold: float) -> float:

@@ -98,9 +98,9 @@ deadline = time.monotonic() + 10
 while not exceeded and time.monotonic() < deadline:
     gevent.sleep(0.1)
 print("memory events", len(exceeded) > 0)
-# gevent takes 100000 s; hubmon's bound is one day. The assignment must not
-# raise (gevent's monitor would take it), nor break a hub started later.
-gevent.config.max_blocking_time = 100000
+# gevent takes NaN; hubmon cannot. The assignment must not raise (gevent's
+# monitor would take it), nor break a hub started later.
+gevent.config.max_blocking_time = float("nan")
 print("kept", monitor.max_blocking_time)
 from gevent.threadpool import ThreadPool
 print("worker", ThreadPool(1).spawn(lambda: gevent.sleep(0.01) or "ran").get())
@@ -113,11 +113,87 @@ print("main hub runs")
     assert "memory events True" in proc.stdout
     assert "kept 0.7" in proc.stdout
     assert "worker ran" in proc.stdout and "main hub runs" in proc.stdout
-    error = "gevent.config.max_blocking_time=100000.0 is invalid"
+    error = "gevent.config.max_blocking_time=nan is invalid"
     assert ("hubmon: the running monitors keep their max_blocking_time: ConfigError: " + error
             in proc.stderr), proc.stderr
     assert "hubmon: this gevent hub runs without a monitor: ConfigError: " + error in proc.stderr
     assert proc.stderr.count(error) == 2, proc.stderr
+
+
+def test_gevent_values_beyond_hubmons_bounds_are_taken_within_them(python):
+    # gevent takes these; none means "act" within a process's life, so
+    # hubmon takes its bound (one day, 2**63 - 1 bytes) and keeps monitoring.
+    proc = python(PROGRAM + """
+gevent.config.max_memory_usage = 512e6
+gevent.config.memory_monitor_period = float("inf")
+gevent.sleep(0.01)
+monitor = gevent.get_hub().periodic_monitoring_thread
+print("settings", monitor.max_blocking_time, monitor.max_memory_usage, monitor.memory_monitor_period)
+gevent.config.max_memory_usage = 2**70
+print("huge", monitor.max_memory_usage == 2**63 - 1)
+run_blocks()
+""", env=dict(ENV, GEVENT_MAX_BLOCKING_TIME="100000"))
+    assert proc.returncode == 0, proc.stderr
+    assert "settings 86400.0 512000000 86400.0" in proc.stdout, proc.stdout + proc.stderr
+    assert "huge True" in proc.stdout
+    assert "events 0 blocks 0" in proc.stdout      # a day's threshold: nothing to report
+    assert "hubmon:" not in proc.stderr, proc.stderr
+
+
+def test_a_gevent_config_change_after_hubmons_exit_hook_does_not_raise(python):
+    proc = python("""
+import atexit, gevent
+def late():
+    gevent.config.max_memory_usage = "10mb"
+    gevent.config.memory_monitor_period = 3
+    print("assigned at exit")
+atexit.register(late)       # runs after hubmon's own exit hook
+import hubmon
+gevent.sleep(0.05)
+""", env=ENV)
+    assert proc.returncode == 0, proc.stderr
+    assert "assigned at exit" in proc.stdout
+    assert "Traceback" not in proc.stderr and "Exception ignored" not in proc.stderr, proc.stderr
+
+
+def test_first_memory_event_reaches_gevents_subscribers(python):
+    # The first check comes at once, while the hub's thread may still be
+    # importing gevent.events: the event must wait for the module, not be lost.
+    code = """
+import zope.event
+got = []
+zope.event.subscribers.append(lambda e: got.append(type(e).__name__))
+import hubmon, gevent
+gevent.sleep(0.5)
+print("got", "MemoryUsageThresholdExceeded" in got)
+"""
+    for _ in range(8):
+        proc = python(code, env=dict(ENV, GEVENT_MONITOR_MEMORY_MAX="1mb"))
+        assert proc.returncode == 0, proc.stderr
+        assert "got True" in proc.stdout, proc.stdout + proc.stderr
+        assert proc.stderr == "", proc.stderr
+
+
+def test_changing_the_limit_on_each_memory_event_keeps_the_checks_pace(python):
+    proc = python(PROGRAM + """
+events = []
+def flip(event):
+    name = type(event).__name__
+    if name == "MemoryUsageThresholdExceeded":
+        events.append(name)
+        gevent.config.max_memory_usage = "100gb"
+    elif name == "MemoryUsageUnderThreshold":
+        events.append(name)
+        gevent.config.max_memory_usage = "1mb"
+gevent.events.subscribers.append(flip)
+gevent.config.memory_monitor_period = 0.5
+gevent.config.max_memory_usage = "1mb"
+gevent.sleep(3)
+print("memory events", len(events))
+""", env=ENV)
+    assert proc.returncode == 0, proc.stderr
+    # One check per period (0.5 s) for 3 s: about 6; back to back it was thousands.
+    assert 1 <= int(proc.stdout.split("memory events ")[1]) <= 12, proc.stdout
 
 
 def test_raising_the_memory_limit_while_over_it_ends_with_under_threshold(python):
@@ -243,6 +319,41 @@ print(stream.getvalue())
     assert "are above" not in proc.stdout
 
 
+def test_a_report_replaced_by_other_kinds_of_info_prints_what_it_holds(python):
+    proc = python(PROGRAM.replace("fired = []", "fired = []\n"
+                                  "def replace(e):\n"
+                                  "    if 'Blocked' in type(e).__name__:\n"
+                                  "        e.info = None if len(fired) == 0 else (x for x in ['GEN-1', 'GEN-2'])\n"
+                                  "gevent.events.subscribers.append(replace)") + "run_blocks(2)\n", env=ENV)
+    assert proc.returncode == 0, proc.stderr
+    assert "events 2 blocks 2" in proc.stdout
+    assert proc.stderr.splitlines() == ["GEN-1", "GEN-2"], proc.stderr
+
+
+def test_an_encoding_with_a_byte_order_mark_gets_one_mark(python, tmp_path):
+    # stderr in utf-16: the stream writes the byte order mark once; a report
+    # written to its descriptor directly would bring one of its own.
+    child = tmp_path / "child.py"
+    child.write_text(PROGRAM + """
+sys.stderr.write("before\\n"); sys.stderr.flush()
+run_blocks()
+sys.stderr.write("after\\n"); sys.stderr.flush()
+""")
+    proc = python("""
+import os, subprocess, sys
+env = dict(os.environ, PYTHONIOENCODING="utf-16")
+child = subprocess.run([sys.executable, %r], env=env, stderr=subprocess.PIPE, timeout=60)
+text = child.stderr.decode("utf-16")
+print("status", child.returncode)
+print("marks", text.count("\\ufeff"), "reports", text.count("appears to be blocked"))
+print("order", text.index("before") < text.index("appears") < text.index("after"))
+""" % (str(child),), env=ENV)
+    assert proc.returncode == 0, proc.stderr
+    assert "status 0" in proc.stdout
+    assert "marks 0 reports 1" in proc.stdout, proc.stdout
+    assert "order True" in proc.stdout
+
+
 # -- 4b. gevent's interface -------------------------------------------------------------
 
 
@@ -340,6 +451,48 @@ print("should_run after kill", monitor.should_run)
     assert "idle None" in proc.stdout
     assert "memory -1" in proc.stdout           # gevent's value when no limit is set
     assert "should_run after kill False" in proc.stdout
+
+
+def test_importing_hubmon_late_keeps_the_monitoring_functions_added_to_gevents(python):
+    proc = python("""
+import time, gevent
+calls = []
+gevent.sleep(0.01)
+old = gevent.get_hub().periodic_monitoring_thread
+old.add_monitoring_function(lambda hub: calls.append(time.monotonic()), 0.05)
+import hubmon
+new = gevent.get_hub().periodic_monitoring_thread
+count = len(calls)
+gevent.sleep(0.5)
+print("swapped", type(old).__name__, type(new).__module__)
+print("called again", len(calls) > count)
+""", env=ENV)
+    assert proc.returncode == 0, proc.stderr
+    assert "swapped PeriodicMonitoringThread hubmon.monitor" in proc.stdout
+    assert "called again True" in proc.stdout, proc.stdout
+
+
+def test_monitoring_function_periods_take_any_real_number(python):
+    proc = python("""
+import gevent, hubmon
+from fractions import Fraction
+from decimal import Decimal
+gevent.sleep(0.01)
+monitor = gevent.get_hub().periodic_monitoring_thread
+monitor.add_monitoring_function(len, Fraction(1, 2))
+monitor.add_monitoring_function(id, Decimal("0.25"))
+print("periods", [f.period for f in monitor.monitoring_functions()][-2:])
+for bad in (float("nan"), float("inf"), True, "1", 0, -1):
+    try:
+        monitor.add_monitoring_function(repr, bad)
+        print("accepted", bad)
+    except ValueError as error:
+        pass
+print("done")
+""", env=ENV)
+    assert proc.returncode == 0, proc.stderr
+    assert "periods [0.5, 0.25]" in proc.stdout
+    assert "accepted" not in proc.stdout and "done" in proc.stdout
 
 
 def test_monitor_blocking_gives_the_blockage_going_on(python):
