@@ -163,8 +163,10 @@ def test_first_memory_event_reaches_gevents_subscribers(python):
 import zope.event
 got = []
 zope.event.subscribers.append(lambda e: got.append(type(e).__name__))
-import hubmon, gevent
-gevent.sleep(0.5)
+import time, hubmon, gevent
+deadline = time.monotonic() + 10     # a lost event never comes; a late one does
+while "MemoryUsageThresholdExceeded" not in got and time.monotonic() < deadline:
+    gevent.sleep(0.05)
 print("got", "MemoryUsageThresholdExceeded" in got)
 """
     for _ in range(8):
@@ -518,7 +520,9 @@ t = threading.Thread(target=watch); t.start()
 glet = gevent.spawn(culprit); glet.join(); t.join()
 greenlet_, info = seen[0]
 print("culprit", greenlet_ is glet, any("appears to be blocked" in line for line in info))
-gevent.sleep(0.5)
+deadline = time.monotonic() + 10     # the native thread sees the hub run again
+while monitor.monitor_blocking(hub) is not None and time.monotonic() < deadline:
+    gevent.sleep(0.05)
 print("after", monitor.monitor_blocking(hub))
 """, env=ENV)
     assert proc.returncode == 0, proc.stderr
