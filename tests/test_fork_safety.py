@@ -22,11 +22,16 @@ import gevent, hubmon, os, sys, threading, time
 # Another thread's hub is blocked again and again, so hubmon is forever
 # writing big reports to a stderr that the reader drains slowly.
 done = threading.Event()
+# The reports' stream: the interpreter's stderr (written to its descriptor
+# directly) or a buffered file of the program's on the same pipe (written
+# through its write(), holding its buffer lock while the pipe is full).
+out = sys.stderr if STREAM == "stderr" else os.fdopen(os.dup(2), "w")
 def spin(seconds):
     end = time.perf_counter() + seconds
     while time.perf_counter() < end:
         pass
 def busy_thread():
+    gevent.get_hub().exception_stream = out
     idle = [gevent.spawn(gevent.sleep, 60) for _ in range(200)]   # big reports
     while not done.is_set():
         gevent.spawn(spin, 0.08).join()
@@ -38,8 +43,8 @@ hung = 0
 for i in range(FORKS):
     pid = os.fork()
     if pid == 0:
-        sys.stderr.write('CHILD %d says hello\\n' % os.getpid())
-        sys.stderr.flush()
+        out.write('CHILD %d says hello\\n' % os.getpid())
+        out.flush()
         os._exit(0)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
@@ -56,7 +61,8 @@ print('HUNG', hung, flush=True)
 """
 
 
-def test_fork_while_reports_are_written_to_a_slow_buffered_stderr_never_hangs_a_child():
+@pytest.mark.parametrize("stream", ["stderr", "file"])
+def test_fork_while_reports_are_written_to_a_slow_buffered_stderr_never_hangs_a_child(stream):
     # PYTHONUNBUFFERED is unset, as for users: stderr is a buffered text
     # stream. The reader drains it slowly, so writes wait for the pipe.
     forks = 40
@@ -65,7 +71,8 @@ def test_fork_while_reports_are_written_to_a_slow_buffered_stderr_never_hangs_a_
     with tempfile.TemporaryDirectory() as folder:
         script = os.path.join(folder, "forks.py")
         with open(script, "w") as f:
-            f.write(textwrap.dedent("FORKS = %d\n" % forks + FORKS_WHILE_REPORTING))
+            f.write(textwrap.dedent("FORKS = %d\nSTREAM = %r\n" % (forks, stream)
+                                    + FORKS_WHILE_REPORTING))
         proc = subprocess.Popen([sys.executable, script], env=env, cwd=folder,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         chunks = []
