@@ -61,6 +61,21 @@ def _check_seconds(name: str, value: Any) -> float:
     return value
 
 
+def _check_bytes(value: Any) -> int:
+    """``max_memory_usage`` given as an argument: an int number of bytes > 0, else ValueError."""
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError("max_memory_usage must be a number of bytes > 0, not %r" % (value,))
+    return value
+
+
+def _check_memory_period(value: Any) -> float:
+    """``memory_monitor_period`` given as an argument: seconds, at least 0.1; TypeError or ValueError."""
+    seconds = _check_seconds("memory_monitor_period", value)
+    if seconds < 0.1:
+        raise ValueError("memory_monitor_period must be at least 0.1 seconds, not %r" % (value,))
+    return seconds
+
+
 def _period_seconds(period: Any) -> float:
     """A monitoring function's period as seconds: any real number (int, float,
     Fraction, Decimal) that is finite and > 0; ValueError otherwise."""
@@ -278,16 +293,10 @@ class Monitor:
         for another hub than the main one never watches memory, as in
         gevent. Raises TypeError or ValueError for a bad argument.
         """
-        if max_memory_usage is not None and (isinstance(max_memory_usage, bool) or not isinstance(
-                max_memory_usage, int) or max_memory_usage <= 0):
-            raise ValueError("max_memory_usage must be a number of bytes > 0 or None, not %r"
-                             % (max_memory_usage,))
+        if max_memory_usage is not None:
+            max_memory_usage = _check_bytes(max_memory_usage)
         if memory_monitor_period is not None:
-            memory_monitor_period = _check_seconds("memory_monitor_period", memory_monitor_period)
-            if memory_monitor_period < 0.1:
-                raise ValueError("memory_monitor_period must be at least 0.1 seconds, not %r"
-                                 % (memory_monitor_period,))
-            self.memory_monitor_period = memory_monitor_period
+            self.memory_monitor_period = _check_memory_period(memory_monitor_period)
         self.max_memory_usage = max_memory_usage
         if self._running and self._memory_check and max_memory_usage:
             # Replaces this monitor's limit in place: a limit raised while
@@ -673,13 +682,9 @@ def _settings_for(*, max_blocking_time: Optional[float], max_memory_usage: Optio
     if max_memory_usage is None:
         memory_limit = config.max_memory_usage
     else:
-        if isinstance(max_memory_usage, bool) or not isinstance(max_memory_usage, int) or max_memory_usage <= 0:
-            raise ValueError("max_memory_usage must be a number of bytes > 0, not %r" % (max_memory_usage,))
-        memory_limit = max_memory_usage
-    period = config.memory_monitor_period if memory_monitor_period is None else memory_monitor_period
-    period = _check_seconds("memory_monitor_period", period)
-    if period < 0.1:
-        raise ValueError("memory_monitor_period must be at least 0.1 seconds, not %r" % (period,))
+        memory_limit = _check_bytes(max_memory_usage)
+    period = _check_memory_period(config.memory_monitor_period if memory_monitor_period is None
+                                  else memory_monitor_period)
     if print_blocking_reports is None:
         print_blocking_reports = config.print_blocking_reports
     elif not isinstance(print_blocking_reports, bool):
