@@ -25,7 +25,10 @@ from __future__ import annotations
 import os
 import sys
 import time
-from typing import Any, Callable
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs milliseconds at import; annotations stay strings here
+    from typing import Any, Callable
 
 from . import _output
 from ._threads import end_forked_child, mark_own_thread, real_lock, start_thread
@@ -113,6 +116,7 @@ class Worker:
                     return
                 job, args = item
                 try:
+                    before_job()
                     job(*args)
                 except BaseException:
                     _output.write_error("error in hubmon's %s thread, in %s" % (self.name, _name(job)))
@@ -145,6 +149,14 @@ class Worker:
         self._pid = 0
         self._ended = None
         self._starting = real_lock()
+
+
+def _nothing() -> None:
+    pass
+
+
+#: Called with no argument before each job; hubmon._lifecycle sets it.
+before_job: Callable[[], None] = _nothing
 
 
 def _name(job: Any) -> str:

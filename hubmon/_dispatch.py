@@ -12,7 +12,10 @@ run a hub there; it raises instead, and the report shows the error.
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, Dict
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs milliseconds at import; annotations stay strings here
+    from typing import Any, Callable, Dict
 
 import greenlet
 

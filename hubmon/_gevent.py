@@ -19,10 +19,12 @@ settings gevent reads while it runs (``max_blocking_time``,
 """
 from __future__ import annotations
 
-import importlib.abc
 import sys
 import weakref
-from typing import Any, Optional
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs milliseconds at import; annotations stay strings here
+    from typing import Any, Optional
 
 from .config import MAX_INT, MAX_SECONDS, ConfigError, config
 
@@ -263,8 +265,12 @@ def _replace_running_gevent_monitor() -> None:
 _carried_functions: "weakref.WeakKeyDictionary[Any, list]" = weakref.WeakKeyDictionary()
 
 
-class _GeventHubFinder(importlib.abc.MetaPathFinder):
-    """Patches ``gevent.hub`` right after it is first imported."""
+class _GeventHubFinder:
+    """Patches ``gevent.hub`` right after it is first imported.
+
+    A meta path finder by protocol (``find_spec``), not by inheriting
+    ``importlib.abc.MetaPathFinder``: importing ``importlib.abc`` would cost
+    ``import hubmon`` several milliseconds."""
 
     def find_spec(self, fullname: str, path: Any, target: Any = None) -> Optional[Any]:
         if fullname != "gevent.hub":
@@ -290,8 +296,8 @@ class _GeventHubFinder(importlib.abc.MetaPathFinder):
         return spec
 
 
-class _PatchingLoader(importlib.abc.Loader):
-    """Wraps gevent.hub's loader to patch the module after it runs."""
+class _PatchingLoader:
+    """Wraps gevent.hub's loader to patch the module after it runs (a loader by protocol)."""
 
     def __init__(self, loader: Any, exec_module: Any):
         self._loader = loader

@@ -18,7 +18,10 @@ from __future__ import annotations
 
 import faulthandler
 import sys
-from typing import Any, Union
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs milliseconds at import; annotations stay strings here
+    from typing import Any, Union
 
 from . import _core
 from .config import ConfigError

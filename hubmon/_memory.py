@@ -10,7 +10,10 @@ from __future__ import annotations
 import os
 import warnings
 import weakref
-from typing import Any, Optional
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs milliseconds at import; annotations stay strings here
+    from typing import Any, Optional
 
 from . import _core
 from .events import MemoryUsageThresholdExceeded, MemoryUsageUnderThreshold, notify

@@ -14,19 +14,20 @@ descriptor, and so possibly an io buffer lock, the fork hook waits
 from __future__ import annotations
 
 import io
-import logging
 import os
 import sys
-from typing import Any, Optional
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs milliseconds at import; annotations stay strings here
+    from typing import Any, Optional
 
 from ._threads import real_get_ident, real_lock, real_sleep
 
 __all__ = ["write", "write_error", "write_stderr", "format_error"]
 
 #: The name of the logger of ``report_to='logging'``. logging is imported
-#: with hubmon on purpose: its exit hook is then registered before hubmon's
-#: and runs after it, when hubmon can make it bounded
-#: (flush_logging_boundedly); traceback waits until it is needed.
+#: when a report is logged (see hubmon._lifecycle for the order of the exit
+#: hooks); traceback waits until it is needed too.
 LOGGER_NAME = "hubmon"
 
 # Held while hubmon logs a report or flushes a stream that has a descriptor
@@ -114,6 +115,7 @@ def write(stream: Any, text: str) -> None:
     data = text if text.endswith("\n") else text + "\n"
     if stream is None:
         with _gated():
+            import logging
             logging.getLogger(LOGGER_NAME).warning("%s", data.rstrip("\n"))
         return
     fd = _direct_fileno(stream)

@@ -9,7 +9,10 @@ and its patched locks switch to the hub, so hubmon uses the originals.
 from __future__ import annotations
 
 import sys
-from typing import Any, Callable, Set
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs milliseconds at import; annotations stay strings here
+    from typing import Any, Callable, Set
 
 
 def _original(module_name: str, item_name: str) -> Any:

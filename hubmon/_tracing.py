@@ -14,7 +14,10 @@ so they stop themselves instead of reporting a dead hub.
 from __future__ import annotations
 
 import weakref
-from typing import Any, Dict, Optional
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs milliseconds at import; annotations stay strings here
+    from typing import Any, Dict, Optional
 
 from . import _core
 from ._threads import real_get_ident, real_local

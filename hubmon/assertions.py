@@ -17,19 +17,24 @@ from __future__ import annotations
 import functools
 import sys
 import time
-from typing import Any, Callable, List, Optional, Tuple, TypeVar
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs milliseconds at import; annotations stay strings here
+    from typing import Any, Callable, List, Optional, Tuple, TypeVar
 
 import greenlet
 
 from . import _core, _dispatch, _tracing
 from ._threads import own_thread_idents, real_get_ident, real_sleep
+from ._values import BOOL, THRESHOLD
 from .config import config
 from .monitor import _find_greenlet
-from .report import format_blocked_report, format_run_info
+from .report import prepare as prepare_report, format_blocked_report, format_run_info
 
 __all__ = ["FailedToSwitch", "assert_switches"]
 
-_F = TypeVar("_F", bound=Callable[..., Any])
+if TYPE_CHECKING:
+    _F = TypeVar("_F", bound=Callable[..., Any])
 
 # The threshold given to a tracer that only counts (it is never sampled).
 _COUNT_ONLY = 1.0
@@ -59,18 +64,13 @@ class FailedToSwitch(AssertionError):
 
 
 def _check_limit(value: Any) -> Optional[float]:
+    """``max_blocking_time``: None, or seconds as :data:`hubmon.config` takes them."""
     if value is None:
         return None
     if callable(value):
         raise TypeError("max_blocking_time must be a number of seconds or None, not %r; "
                         "as a decorator, write @assert_switches() with parentheses" % (value,))
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError("max_blocking_time must be a number of seconds or None, not %r" % (value,))
-    seconds = float(value)
-    if not 0 < seconds <= 86400:  # also rejects NaN
-        raise ValueError("max_blocking_time must be a number of seconds > 0 and <= 86400, "
-                         "not %r" % (value,))
-    return seconds
+    return THRESHOLD.from_code(value, "max_blocking_time")
 
 
 def _root_of(glet: Any) -> Any:
@@ -117,6 +117,11 @@ class assert_switches:  # noqa: N801 - gevent's name, used as a context manager
     gevent is imported. Without gevent and without *hub*, ``hub_only=True``
     raises TypeError and ``hub_only=False`` watches plain greenlets.
 
+    Raises :class:`~hubmon.ConfigError` (a ValueError) for a
+    *max_blocking_time* that is not a number of seconds greater than 0 and at
+    most 86400, or a *hub_only* that is not a bool, as :data:`hubmon.config`
+    checks them; TypeError for a *hub* that is not a greenlet.
+
     After the scope, the instance tells what was measured: :attr:`duration`,
     :attr:`switches`, :attr:`hub_switches` and :attr:`longest_gap`.
     """
@@ -124,8 +129,7 @@ class assert_switches:  # noqa: N801 - gevent's name, used as a context manager
     def __init__(self, max_blocking_time: Optional[float] = None, hub_only: bool = False,
                  hub: Any = None):
         self.max_blocking_time = _check_limit(max_blocking_time)
-        if not isinstance(hub_only, bool):
-            raise TypeError("hub_only must be a bool, not %r" % (hub_only,))
+        hub_only = BOOL.from_code(hub_only, "hub_only")
         if hub is not None and not isinstance(hub, greenlet.greenlet):
             raise TypeError("hub must be a greenlet or None, not %r" % (hub,))
         self.hub_only = hub_only
@@ -183,6 +187,7 @@ class assert_switches:  # noqa: N801 - gevent's name, used as a context manager
         hub = _resolve_hub(self._hub_arg, self.hub_only)
         current = greenlet.getcurrent()
         limit = self.max_blocking_time
+        prepare_report()
         # (mode, threshold, reports, judged): the records of this scope. The
         # longest stretch is the lowest of the judged records' stretches.
         if limit is None:

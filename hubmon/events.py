@@ -12,7 +12,10 @@ the other subscribers, the report or monitoring.
 from __future__ import annotations
 
 import sys
-from typing import Any, Callable, List, Optional
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs milliseconds at import; annotations stay strings here
+    from typing import Any, Callable, List, Optional
 
 __all__ = [
     "subscribers",

@@ -12,16 +12,20 @@ from __future__ import annotations
 import operator
 import sys
 import weakref
-from typing import Any, Callable, Dict, List, Optional, TextIO
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs milliseconds at import; annotations stay strings here
+    from typing import Any, Callable, Dict, List, Optional, TextIO
 
 import greenlet
 
 from . import _core, _delivery, _dispatch, _gil, _output, _tracing
 from ._memory import memory_watch, watch_memory
 from ._threads import is_own_thread, own_thread_idents, real_get_ident
+from ._values import BOOL, BYTES, MEMORY_PERIOD, PERIOD, THRESHOLD
 from .config import ConfigError, config
 from .events import EventLoopBlocked, EventLoopUnblocked, notify
-from .report import _find_greenlets, format_blocked_report
+from .report import prepare as prepare_report, _find_greenlets, format_blocked_report
 
 __all__ = ["Monitor", "MonitoringFunction", "start", "running_monitors"]
 
@@ -50,44 +54,6 @@ class MonitoringFunction:
 
     def __repr__(self) -> str:
         return "MonitoringFunction(%r, period=%r)" % (self.function, self.period)
-
-
-def _check_seconds(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError("%s must be a number of seconds, not %r" % (name, value))
-    value = float(value)
-    if not (0 < value < float("inf")) or value != value or value > 86400:
-        raise ValueError("%s must be a finite number of seconds > 0 and <= 86400, not %r" % (name, value))
-    return value
-
-
-def _check_bytes(value: Any) -> int:
-    """``max_memory_usage`` given as an argument: an int number of bytes > 0, else ValueError."""
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError("max_memory_usage must be a number of bytes > 0, not %r" % (value,))
-    return value
-
-
-def _check_memory_period(value: Any) -> float:
-    """``memory_monitor_period`` given as an argument: seconds, at least 0.1; TypeError or ValueError."""
-    seconds = _check_seconds("memory_monitor_period", value)
-    if seconds < 0.1:
-        raise ValueError("memory_monitor_period must be at least 0.1 seconds, not %r" % (value,))
-    return seconds
-
-
-def _period_seconds(period: Any) -> float:
-    """A monitoring function's period as seconds: any real number (int, float,
-    Fraction, Decimal) that is finite and > 0; ValueError otherwise."""
-    if isinstance(period, (bool, str, bytes)):
-        raise ValueError("period must be a number of seconds > 0, not %r" % (period,))
-    try:
-        seconds = float(period)
-    except (TypeError, ValueError, OverflowError):
-        raise ValueError("period must be a number of seconds > 0, not %r" % (period,)) from None
-    if not 0 < seconds < float("inf"):   # NaN fails the comparison too
-        raise ValueError("period must be a finite number of seconds > 0, not %r" % (period,))
-    return seconds
 
 
 def _root_of(glet: Any) -> Any:
@@ -143,6 +109,10 @@ class Monitor:
     # -- life cycle ---------------------------------------------------------
 
     def _start(self) -> None:
+        if self.report_to == "logging":
+            import logging  # noqa: F401 - now, so that on_start orders the exit hooks
+        on_start()
+        prepare_report()
         _tracing.attach(self._record, self)
         try:
             stream = self._output_stream()
@@ -291,12 +261,14 @@ class Monitor:
         The memory check is process-wide: the lowest limit and the shortest
         period of the running monitors apply. A monitor of gevent's drop-in
         for another hub than the main one never watches memory, as in
-        gevent. Raises TypeError or ValueError for a bad argument.
+        gevent. Raises :class:`~hubmon.ConfigError` (a ValueError) naming a
+        bad argument.
         """
         if max_memory_usage is not None:
-            max_memory_usage = _check_bytes(max_memory_usage)
+            max_memory_usage = BYTES.from_code(max_memory_usage, "max_memory_usage")
         if memory_monitor_period is not None:
-            self.memory_monitor_period = _check_memory_period(memory_monitor_period)
+            self.memory_monitor_period = MEMORY_PERIOD.from_code(memory_monitor_period,
+                                                                 "memory_monitor_period")
         self.max_memory_usage = max_memory_usage
         if self._running and self._memory_check and max_memory_usage:
             # Replaces this monitor's limit in place: a limit raised while
@@ -306,8 +278,12 @@ class Monitor:
             memory_watch.remove(self)
 
     def set_max_blocking_time(self, seconds: float) -> None:
-        """Change the threshold of this running monitor (seconds; TypeError or ValueError when invalid)."""
-        seconds = _check_seconds("max_blocking_time", seconds)
+        """Change the threshold of this running monitor, in seconds.
+
+        Raises :class:`~hubmon.ConfigError` (a ValueError) for a value that is
+        not a number of seconds greater than 0 and at most a day.
+        """
+        seconds = THRESHOLD.from_code(seconds, "max_blocking_time")
         self._record.set_threshold(seconds)
         self.max_blocking_time = seconds
 
@@ -343,7 +319,7 @@ class Monitor:
         if period is None:
             self._functions = [f for f in self._functions if f.function != function]
         else:
-            seconds = _period_seconds(period)
+            seconds = PERIOD.from_code(period, "period")
             # Due now: gevent's monitor calls a new entry at its next wake-up.
             entry = MonitoringFunction(function, seconds, _core.monotonic())
             kept = [f for f in self._functions if f.function != function]
@@ -663,6 +639,14 @@ def _gevent_hub_for_this_thread() -> Any:
     return get_hub()
 
 
+def _nothing() -> None:
+    pass
+
+
+#: Called with no argument when a monitor starts; hubmon._lifecycle sets it.
+on_start: Callable[[], None] = _nothing
+
+
 def running_monitors() -> List[Monitor]:
     """The monitors now running, in every thread."""
     return list(_by_hub.values())
@@ -673,22 +657,18 @@ def _settings_for(*, max_blocking_time: Optional[float], max_memory_usage: Optio
                   stream: Optional[TextIO]) -> Dict[str, Any]:
     """Read and validate every setting a monitor uses, now.
 
-    Arguments given win over :data:`hubmon.config`. Raises ConfigError (a
-    bad setting, naming its environment variable and value), TypeError or
-    ValueError (a bad argument, naming it).
+    Arguments given win over :data:`hubmon.config` and are checked by the
+    same validators (:mod:`hubmon._values`). Raises ConfigError naming the
+    environment variable, the setting or the argument, and the value;
+    TypeError for a ``stream`` without ``write()``.
     """
-    threshold = _check_seconds("max_blocking_time", config.max_blocking_time
-                               if max_blocking_time is None else max_blocking_time)
-    if max_memory_usage is None:
-        memory_limit = config.max_memory_usage
-    else:
-        memory_limit = _check_bytes(max_memory_usage)
-    period = _check_memory_period(config.memory_monitor_period if memory_monitor_period is None
-                                  else memory_monitor_period)
-    if print_blocking_reports is None:
-        print_blocking_reports = config.print_blocking_reports
-    elif not isinstance(print_blocking_reports, bool):
-        raise TypeError("print_blocking_reports must be a bool, not %r" % (print_blocking_reports,))
+    def given(name: str, value: Any, kind: Any) -> Any:
+        return getattr(config, name) if value is None else kind.from_code(value, name)
+
+    threshold = given("max_blocking_time", max_blocking_time, THRESHOLD)
+    memory_limit = given("max_memory_usage", max_memory_usage, BYTES)
+    period = given("memory_monitor_period", memory_monitor_period, MEMORY_PERIOD)
+    print_blocking_reports = given("print_blocking_reports", print_blocking_reports, BOOL)
     if stream is not None and not callable(getattr(stream, "write", None)):
         raise TypeError("stream must have a write() method, not %r" % (stream,))
     config.monitor_thread  # noqa: B018 - read to validate GEVENT_MONITOR_THREAD_ENABLE too
@@ -711,7 +691,13 @@ def start(hub: Any = None, *, max_blocking_time: Optional[float] = None,
     (naming the environment variable and the value), never later. If the hub
     is already monitored, the running monitor is returned unchanged.
 
-    Raises TypeError or ValueError for a bad argument, RuntimeError when
+    Raises :class:`~hubmon.ConfigError` (a ValueError) for a bad
+    ``max_blocking_time`` (seconds, greater than 0, at most 86400),
+    ``max_memory_usage`` (bytes), ``memory_monitor_period`` (seconds, from
+    0.1 to 86400) or ``print_blocking_reports`` (a bool), naming the
+    argument and the value, as :data:`hubmon.config` does; TypeError for a
+    ``hub`` that is not a greenlet or a ``stream`` without ``write()``;
+    ValueError for a dead hub; RuntimeError when
     called in another thread than the hub's, in one of hubmon's own threads,
     or after hubmon has shut down at exit.
     """
@@ -747,8 +733,8 @@ def _start(hub: Any, arguments: Dict[str, Any], from_gevent: bool) -> Monitor:
     return monitor
 
 
-def _after_fork_in_child() -> None:
-    """Keep the monitors of the thread that forked; forget the others."""
+def after_fork_in_child() -> None:
+    """In a forked child: keep the monitors of the thread that forked; forget the others."""
     me = real_get_ident()
     _core.after_fork_child()
     _tracing.after_fork_in_child(me)

@@ -31,7 +31,6 @@ watched; the plugin itself imports gevent only for ``hubmon_monitor``.
 """
 from __future__ import annotations
 
-import math
 import sys
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
@@ -40,6 +39,7 @@ import pytest
 
 from . import _core, events
 from ._threads import real_sleep
+from ._values import THRESHOLD
 from .config import ConfigError
 from .config import config as _hubmon_config
 from .monitor import Monitor, running_monitors, start
@@ -75,20 +75,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def _parse_seconds(text: Any, where: str) -> Optional[float]:
-    """``text`` as seconds; None for 0 or empty (off). Raises pytest.UsageError."""
-    if text is None or (isinstance(text, str) and not text.strip()):
+    """``text`` as seconds; None for 0 or empty (off). Raises pytest.UsageError naming ``where``."""
+    if text is None or not str(text).strip():
         return None
     try:
-        seconds = float(text)
+        if float(text) == 0:
+            return None
     except (TypeError, ValueError):
-        raise pytest.UsageError("%s=%r is invalid: expected a number of seconds (0 for off)"
-                                % (where, text)) from None
-    if seconds == 0:
-        return None
-    if not 0 < seconds <= 86400 or math.isnan(seconds):
-        raise pytest.UsageError("%s=%r is invalid: expected a number of seconds greater than 0 "
-                                "and at most 86400 (0 for off)" % (where, text))
-    return seconds
+        pass        # refused below, with the validator's explanation
+    try:
+        return THRESHOLD.from_env(str(text), where)
+    except ConfigError as error:
+        raise pytest.UsageError("%s (or 0 for off)" % (error,)) from None
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -112,11 +110,12 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def _marker_seconds(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
-            0 < value <= 86400):
-        raise pytest.UsageError("@pytest.mark.hubmon(max_blocking_time=%r) is invalid: expected "
-                                "a number of seconds greater than 0 and at most 86400" % (value,))
-    return float(value)
+    """The marker's ``max_blocking_time``, checked as :data:`hubmon.config` checks it."""
+    try:
+        return THRESHOLD.from_code(value, "max_blocking_time")
+    except ConfigError:
+        raise pytest.UsageError("@pytest.mark.hubmon(max_blocking_time=%r) is invalid: expected %s"
+                                % (value, THRESHOLD.expected)) from None
 
 
 def _item_limit(item: pytest.Item) -> Optional[Tuple[float, str]]:

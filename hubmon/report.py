@@ -37,12 +37,14 @@ import _thread
 import collections
 import gc
 import itertools
-import linecache
 import operator
 import os
 import sys
 import time
-from typing import Any, Iterable, TextIO
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs milliseconds at import; annotations stay strings here
+    from typing import Any, Iterable, TextIO
 
 from ._threads import end_forked_child
 
@@ -480,6 +482,23 @@ class _StackFormatter:
         return head, source
 
 
+_linecache: Any = None
+
+
+def prepare() -> None:
+    """Import what collecting a report needs (``linecache``), in the calling thread.
+
+    Monitors and assert_switches call it when they start, in the program's
+    thread, so that the native thread never imports while it captures a
+    report (the blocked thread may hold an import lock), and so that
+    ``import hubmon`` does not pay for ``linecache`` and ``tokenize``.
+    """
+    global _linecache
+    if _linecache is None:
+        import linecache
+        _linecache = linecache
+
+
 def _source_line(filename: str, lineno: int, module_globals: Any) -> str:
     """Return the stripped source line, or ``''``; never raises.
 
@@ -488,9 +507,10 @@ def _source_line(filename: str, lineno: int, module_globals: Any) -> str:
     interpreter's own tracebacks of code already running.
     """
     try:
-        line = linecache.getline(filename, lineno)
+        prepare()
+        line = _linecache.getline(filename, lineno)
         if not line and isinstance(module_globals, dict):
-            line = linecache.getline(filename, lineno, module_globals)
+            line = _linecache.getline(filename, lineno, module_globals)
         return line.strip()
     except BaseException:  # pylint:disable=broad-except
         return ''

@@ -42,13 +42,16 @@ def test_start_arguments_are_validated(name, value):
         assert name in str(ex)
         return
     try:
-        # Whatever was accepted is sane.
+        # Whatever was accepted became a sane setting of the monitor.
         if name == "max_blocking_time" and value is not None:
-            assert valid_seconds(value)
+            assert valid_seconds(monitor.max_blocking_time) and monitor.max_blocking_time == value
         if name == "memory_monitor_period" and value is not None:
-            assert valid_seconds(value) and value >= 0.1
+            assert valid_seconds(monitor.memory_monitor_period)
+            assert monitor.memory_monitor_period >= 0.1 and monitor.memory_monitor_period == value
         if name == "max_memory_usage" and value is not None:
-            assert isinstance(value, int) and value > 0
+            assert isinstance(monitor.max_memory_usage, int) and monitor.max_memory_usage > 0
+        if name == "print_blocking_reports" and value is not None:
+            assert monitor.print_blocking_reports is bool(value) and value in (0, 1)
     finally:
         monitor.stop()
 
