@@ -24,17 +24,19 @@ if TYPE_CHECKING:  # typing costs milliseconds at import; annotations stay strin
 
 import greenlet
 
-from . import _core, _dispatch, _tracing
-from ._threads import own_thread_idents, real_get_ident, real_sleep
+from . import _blocked, _core, _dispatch, _tracing
+from ._threads import real_get_ident, real_sleep
 from ._values import BOOL, THRESHOLD
 from .config import config
-from .monitor import _find_greenlet
-from .report import prepare as prepare_report, format_blocked_report, format_run_info
+from .report import prepare as prepare_report, format_run_info
 
 __all__ = ["FailedToSwitch", "assert_switches"]
 
 if TYPE_CHECKING:
     _F = TypeVar("_F", bound=Callable[..., Any])
+
+# Where the stacks of a block that held the GIL are: a scope arms no dump.
+_GIL_NOTE = "The stacks below are from after that call."
 
 # The threshold given to a tracer that only counts (it is never sampled).
 _COUNT_ONLY = 1.0
@@ -346,17 +348,12 @@ class assert_switches:  # noqa: N801 - gevent's name, used as a context manager
                 return True  # a block of the wait in _await_reports
             if self._hub is not None and current == id(self._hub):
                 return True  # the hub waiting in its loop: not a block
-            culprit = _find_greenlet(current)
-            info = format_blocked_report(
-                greenlet=culprit, thread_ident=self._thread_ident,
-                duration=duration + gil_wait, threshold=self.max_blocking_time or 0.0,
+            captured = _blocked.capture(
+                current=current, duration=duration, gil_wait=gil_wait,
+                thread_ident=self._thread_ident, threshold=self.max_blocking_time or 0.0,
                 hub=self._hub, max_greenlets=config.report_greenlet_limit or None,
-                exclude_thread_ids=own_thread_idents(), monitor_repr=repr(self))
-            if gil_wait > 0.05:
-                info.insert(2, "    The GIL was held for %.3f seconds before this report could "
-                               "be built (a C call that does not release it?): the stacks "
-                               "below are from after that call." % (gil_wait,))
-            self._pending = (_core.monotonic() - duration - gil_wait, info)
+                owner_repr=repr(self), gil_note=lambda: _GIL_NOTE)
+            self._pending = (captured.started, captured.lines)
             return True
         finally:
             # Counted once the report is in place: the body's thread may run

@@ -9,7 +9,6 @@ fire and the report is printed in hubmon's delivery threads
 """
 from __future__ import annotations
 
-import operator
 import sys
 import weakref
 
@@ -19,13 +18,13 @@ if TYPE_CHECKING:  # typing costs milliseconds at import; annotations stay strin
 
 import greenlet
 
-from . import _core, _delivery, _dispatch, _gil, _output, _tracing
+from . import _blocked, _core, _delivery, _dispatch, _gil, _output, _tracing
 from ._memory import memory_watch, watch_memory
-from ._threads import is_own_thread, own_thread_idents, real_get_ident
+from ._threads import is_own_thread, real_get_ident
 from ._values import BOOL, BYTES, MEMORY_PERIOD, PERIOD, THRESHOLD
 from .config import ConfigError, config
 from .events import EventLoopBlocked, EventLoopUnblocked, notify
-from .report import prepare as prepare_report, _find_greenlets, format_blocked_report
+from .report import prepare as prepare_report
 
 __all__ = ["Monitor", "MonitoringFunction", "start", "running_monitors"]
 
@@ -451,45 +450,38 @@ class Monitor:
             # A hub that finished its loop can never run again: nothing to watch.
             self.stop()
             return True
-        # One scan of the live greenlets serves the culprit and the report:
-        # with 10,000 greenlets each scan holds the GIL for about 8 ms.
-        greenlets = _find_greenlets()
-        culprit = _find_greenlet(current, greenlets)
-        if self._record.switches == switches and _contradicted(hub, culprit):
-            del greenlets
-            _delivery.printer.post(self._warn_blind)
-            return False
-        self._blocked_greenlet = _weak(culprit)
-        self._blocked_since = _core.monotonic() - duration - gil_wait
-        self._blocked_info = None
-        info = format_blocked_report(
-            greenlet=culprit, thread_ident=self.thread_ident, duration=duration,
-            threshold=self.max_blocking_time, hub=hub,
-            max_greenlets=self.report_greenlet_limit or None,
-            exclude_thread_ids=own_thread_idents(), monitor_repr=repr(self),
-            _greenlets=greenlets)
-        del greenlets
-        if gil_wait > 0.05:
+
+        def gil_note() -> str:
             if _core.gil_dump_lost():
-                dump = ("No stack could be written while it ran: signal %d no longer has "
+                return ("No stack could be written while it ran: signal %d no longer has "
                         "hubmon's handler (the program replaced it), so the dump is off."
                         % (self.gil_signal,))
-            elif self._gil_dump:
-                target = _gil.dump_stream()
-                if self.report_to != "logging" and target is self._output_stream():
-                    dump = "The stacks written while it ran (faulthandler) are above."
-                else:
-                    dump = ("The stacks written while it ran (faulthandler) went to %s, "
-                            "this monitor's stream when the dump was turned on."
-                            % (_safe_hub_repr(target),))
-            else:
-                dump = "The stack dump is off (HUBMON_GIL_SIGNAL)."
-            info.insert(2, "    The GIL was held for %.3f seconds before this report could be "
-                           "built: a C call that does not release it was running. %s"
-                           % (gil_wait, dump))
+            if not self._gil_dump:
+                return "The stack dump is off (HUBMON_GIL_SIGNAL)."
+            target = _gil.dump_stream()
+            if self.report_to != "logging" and target is self._output_stream():
+                return "The stacks written while it ran (faulthandler) are above."
+            return ("The stacks written while it ran (faulthandler) went to %s, this "
+                    "monitor's stream when the dump was turned on." % (_safe_hub_repr(target),))
+
+        def plausible(culprit: Any) -> bool:
+            return not (self._record.switches == switches and _contradicted(hub, culprit))
+
+        self._blocked_info = None
+        captured = _blocked.capture(
+            current=current, duration=duration, gil_wait=gil_wait,
+            thread_ident=self.thread_ident, threshold=self.max_blocking_time, hub=hub,
+            max_greenlets=self.report_greenlet_limit or None, owner_repr=repr(self),
+            gil_note=gil_note, plausible=plausible)
+        if captured is None:
+            _delivery.printer.post(self._warn_blind)
+            return False
+        culprit, info = captured.culprit, captured.lines
+        self._blocked_greenlet = _weak(culprit)
+        self._blocked_since = captured.started
         self._blocked_info = info
         event = EventLoopBlocked(culprit, self.max_blocking_time, info, hub=hub)
-        event.duration = duration + gil_wait
+        event.duration = captured.duration
         delivered = _delivery.Flag()
         if not _delivery.events.post(_deliver, event, delivered):
             delivered.set()
@@ -610,25 +602,6 @@ def _weak(obj: Any) -> Any:
     try:
         return weakref.ref(obj)
     except TypeError:
-        return None
-
-
-def _find_greenlet(identity: int, greenlets: Optional[List[Any]] = None) -> Any:
-    """The live greenlet whose id() is ``identity``, or None.
-
-    The native thread knows the running greenlet only by its address; it
-    never holds a reference. The address is turned back into an object only
-    by finding it among the live greenlets (``greenlets``, else all of them),
-    so a greenlet that died meanwhile is never touched.
-    """
-    if not identity:
-        return None
-    if greenlets is None:
-        greenlets = _find_greenlets()
-    try:
-        # The search runs in C: a report may scan 10,000 greenlets.
-        return greenlets[operator.indexOf(map(id, greenlets), identity)]
-    except ValueError:
         return None
 
 

@@ -1,0 +1,79 @@
+"""What the native thread does when a hub is blocked: one path for every owner.
+
+A :class:`~hubmon.Monitor` and an :class:`~hubmon.assert_switches` scope
+both hear of a block from the native thread, holding the GIL, through
+:mod:`hubmon._dispatch`. Both then need the same thing done the same way:
+find the culprit among the live greenlets by the address the trace function
+stored (never holding a reference), capture the report while the block
+lasts, say so when the GIL was held before it could be built, and know when
+the block started. :func:`capture` does it; the owners only decide what to
+do with the result.
+"""
+from __future__ import annotations
+
+from . import _core
+from ._threads import own_thread_idents
+from .report import find_greenlet, find_greenlets, format_blocked_report
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs milliseconds at import; annotations stay strings here
+    from typing import Any, Callable, List, Optional
+
+__all__ = ["Capture", "GIL_NOTED", "capture"]
+
+#: A wait for the GIL longer than this (seconds) is told in the report: the
+#: native thread's own patience before it asks for the stack dump
+#: (HM_GIL_PATIENCE in src/callbacks.c).
+GIL_NOTED = 0.05
+
+
+class Capture:
+    """One blocked report, captured on the native thread while the block lasted.
+
+    ``culprit`` is the greenlet found running (None when it is not a live
+    greenlet of this process), ``lines`` the report, ``duration`` how long
+    the hub had been blocked when the report was built (seconds, the wait for
+    the GIL included) and ``started`` the monotonic time the block began.
+    """
+
+    __slots__ = ("culprit", "lines", "duration", "started")
+
+    def __init__(self, culprit: Any, lines: List[str], duration: float, started: float) -> None:
+        self.culprit = culprit
+        self.lines = lines
+        self.duration = duration
+        self.started = started
+
+
+def capture(*, current: int, duration: float, gil_wait: float, thread_ident: int,
+            threshold: float, hub: Any, max_greenlets: Optional[int], owner_repr: str,
+            gil_note: Callable[[], str],
+            plausible: Optional[Callable[[Any], bool]] = None) -> Optional[Capture]:
+    """Capture the report of a block; native thread, holding the GIL. Raises what the report's
+    guards let through (nothing in practice); :mod:`hubmon._dispatch` contains it.
+
+    ``current`` is the running greenlet's address as the trace function
+    stored it, ``duration`` how long the sampler saw no progress and
+    ``gil_wait`` how long it then waited for the GIL (seconds);
+    ``thread_ident`` the hub's thread. ``gil_note()`` gives the sentence
+    that says where the stacks taken while the GIL was held went.
+    ``plausible(culprit)``, when given, may return False: the evidence
+    contradicts the block, and None is returned with nothing captured.
+    """
+    # One scan of the live greenlets serves the culprit and the report: with
+    # 10,000 greenlets each scan holds the GIL for about 8 ms.
+    greenlets = find_greenlets()
+    culprit = find_greenlet(current, greenlets)
+    if plausible is not None and not plausible(culprit):
+        return None
+    total = duration + gil_wait
+    lines = format_blocked_report(
+        greenlet=culprit, thread_ident=thread_ident, duration=total, threshold=threshold,
+        hub=hub, max_greenlets=max_greenlets, exclude_thread_ids=own_thread_idents(),
+        monitor_repr=owner_repr, _greenlets=greenlets)
+    del greenlets
+    if gil_wait > GIL_NOTED:
+        lines.insert(2, "    The GIL was held for %.3f seconds before this report could be "
+                        "built: a C call that does not release it was running. %s"
+                        % (gil_wait, gil_note()))
+    return Capture(culprit, lines, total, _core.monotonic() - total)
