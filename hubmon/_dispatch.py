@@ -25,9 +25,10 @@ from ._threads import mark_own_thread
 
 __all__ = ["register", "unregister", "native_event"]
 
-# The owners of the native thread's events, by record id: Monitors and
-# assertion scopes. Only running ones are here.
-_handlers: Dict[int, Any] = {}
+# The handlers of the native thread's events, by record id, as the owners
+# (Monitors, assertion scopes) gave them: (on_blocked, on_unblocked, on_call).
+# Only running owners are here.
+_handlers: Dict[int, tuple] = {}
 _marked = False
 
 
@@ -35,19 +36,22 @@ class SwitchForbidden(RuntimeError):
     """Raised into code that tries to switch greenlets in hubmon's native thread."""
 
 
-def register(record_id: int, owner: Any) -> None:
-    """Send the events of record ``record_id`` to ``owner``."""
-    _handlers[record_id] = owner
+def register(record_id: int, on_blocked: Callable[[float, int, float, int], bool],
+             on_unblocked: Callable[[float], None], on_call: Callable[[], None]) -> None:
+    """Send the events of record ``record_id`` to its owner's handlers.
+
+    ``on_blocked(duration, current, gil_wait, switches)`` runs on the native
+    thread with every greenlet switch forbidden and returns False when the
+    evidence contradicts the block; ``on_unblocked(duration)`` and
+    ``on_call()`` (monitoring functions due) run on the native thread too.
+    Durations are seconds; ``current`` is the running greenlet's address.
+    """
+    _handlers[record_id] = (on_blocked, on_unblocked, on_call)
 
 
 def unregister(record_id: int) -> None:
     """Stop sending the events of record ``record_id``."""
     _handlers.pop(record_id, None)
-
-
-def handler_of(record_id: int) -> Any:
-    """The owner of record ``record_id``, or None."""
-    return _handlers.get(record_id)
 
 
 def _forbid_switch(event: str, args: Any) -> None:
@@ -93,15 +97,16 @@ def native_event(kind: int, record_id: int, value: float, current: int,
             if not _delivery.events.post(_check_memory):
                 _core.memory_done(-1)
             return True
-        owner = _handlers.get(record_id)
-        if owner is None:
+        handlers = _handlers.get(record_id)
+        if handlers is None:
             return True
+        on_blocked, on_unblocked, on_call = handlers
         if kind == _core.EVENT_BLOCKED:
-            return bool(capture(owner._on_blocked, value, current, gil_wait, switches))
+            return bool(capture(on_blocked, value, current, gil_wait, switches))
         if kind == _core.EVENT_UNBLOCKED:
-            owner._on_unblocked(value)
+            on_unblocked(value)
         elif kind == _core.EVENT_CALL:
-            owner._on_call()
+            on_call()
     except BaseException:
         # Written by the printer: the native thread never waits for a stream.
         text = _output.format_error("error in hubmon's native thread, handling event %r" % (kind,))

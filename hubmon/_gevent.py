@@ -53,7 +53,7 @@ def _gevent_value(name: str) -> Any:
         return _MISSING
 
 
-def _setting(name: str) -> Any:
+def setting(name: str) -> Any:
     """The value a drop-in monitor uses for setting ``name`` (see the module's docstring).
 
     Raises ConfigError when the value that applies is invalid for hubmon,
@@ -103,19 +103,19 @@ def _from_gevent(name: str, value: Any, label: str) -> Any:
 
 def monitoring_enabled() -> bool:
     """Whether gevent's hubs should be monitored (GEVENT_MONITOR_THREAD_ENABLE)."""
-    return bool(_setting("monitor_thread"))
+    return bool(setting("monitor_thread"))
 
 
 def _start_for_hub(hub: Any) -> Any:
-    from .monitor import _start
+    from .monitor import start_with
     arguments = dict(
-        max_blocking_time=_setting("max_blocking_time"),
-        max_memory_usage=_setting("max_memory_usage"),
-        memory_monitor_period=_setting("memory_monitor_period"),
-        print_blocking_reports=_setting("print_blocking_reports"),
+        max_blocking_time=setting("max_blocking_time"),
+        max_memory_usage=setting("max_memory_usage"),
+        memory_monitor_period=setting("memory_monitor_period"),
+        print_blocking_reports=setting("print_blocking_reports"),
         stream=None,
     )
-    return _start(hub, arguments, from_gevent=True)
+    return start_with(hub, arguments, from_gevent=True)
 
 
 def _start_periodic_monitoring_thread(self: Any) -> Any:
@@ -187,7 +187,7 @@ def _apply_to_running(name: str) -> None:
     if not monitors:
         return
     try:
-        value = _setting(name)
+        value = setting(name)
         for monitor in monitors:
             if name == "max_blocking_time":
                 monitor.set_max_blocking_time(value)

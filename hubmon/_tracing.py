@@ -17,7 +17,7 @@ import weakref
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs milliseconds at import; annotations stay strings here
-    from typing import Any, Dict, Optional
+    from typing import Any, Callable, Dict, Optional
 
 from . import _core
 from ._threads import real_get_ident, real_local
@@ -39,17 +39,24 @@ class _ThreadGuard:
 
     def __init__(self, ident: int) -> None:
         self.ident = ident
-        self.owners: "weakref.WeakSet[Any]" = weakref.WeakSet()
+        # Each owner, weakly, with the functions it asked to be called with:
+        # (on_thread_end, on_tracer_dropped or None).
+        self.owners: "weakref.WeakKeyDictionary[Any, tuple]" = weakref.WeakKeyDictionary()
+
+    def notify(self, which: int) -> None:
+        """Call each owner's callback number ``which`` (0: thread ended, 1: tracer dropped)."""
+        for owner, callbacks in list(self.owners.items()):
+            function = callbacks[which]
+            if function is not None:
+                try:
+                    function(owner)
+                except BaseException:
+                    pass
 
     def __del__(self) -> None:
         # Also runs while the interpreter tears modules down: never raise.
         try:
-            owners = list(self.owners)
-            for owner in owners:
-                try:
-                    owner._thread_ended()
-                except BaseException:
-                    pass
+            self.notify(0)
             _tracers.pop(self.ident, None)
         except BaseException:
             pass
@@ -79,11 +86,8 @@ def _dropped_callback(ident: int) -> Any:
             if _tracers.get(ident) is ref:
                 del _tracers[ident]
             guard = _guards.get(ident)
-            owners = list(guard.owners) if guard is not None else []
-            for owner in owners:
-                notify = getattr(owner, "_tracer_dropped", None)
-                if notify is not None:
-                    notify()
+            if guard is not None:
+                guard.notify(1)
         except BaseException:
             pass
     return dropped
@@ -95,11 +99,19 @@ def tracer_of(ident: int) -> Optional[Any]:
     return ref() if ref is not None else None
 
 
-def attach(record: Any, owner: Any) -> None:
-    """Count the calling thread's switches into ``record``; ``owner`` hears of the thread's end.
+def attach(record: Any, on_thread_end: Callable[[], None],
+           on_tracer_dropped: Optional[Callable[[], None]] = None) -> None:
+    """Count the calling thread's switches into ``record``.
 
-    Installs the thread's tracer if needed. Raises what greenlet.settrace raises.
+    ``on_thread_end`` and ``on_tracer_dropped`` are bound methods of the
+    record's owner, held weakly (through the owner): the first is called
+    when the thread ends, the second when the thread's tracer is freed while
+    in use. Installs the thread's tracer if needed. Raises what
+    greenlet.settrace raises.
     """
+    owner = on_thread_end.__self__  # type: ignore[attr-defined]
+    callbacks = (on_thread_end.__func__,  # type: ignore[attr-defined]
+                 None if on_tracer_dropped is None else on_tracer_dropped.__func__)  # type: ignore[attr-defined]
     ident = real_get_ident()
     tracer = tracer_of(ident)
     if tracer is None:
@@ -111,7 +123,7 @@ def attach(record: Any, owner: Any) -> None:
     except BaseException:
         tracer.remove(record)
         raise
-    _guard().owners.add(owner)
+    _guard().owners[owner] = callbacks
 
 
 def detach(record: Any, ident: int) -> None:

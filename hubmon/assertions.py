@@ -148,6 +148,8 @@ class assert_switches:  # noqa: N801 - gevent's name, used as a context manager
         self._active = False
         self._records: List[Any] = []
         self._judged: List[Any] = []
+        # The records whose blocks this scope reports (registered with _dispatch).
+        self._reporters: List[Any] = []
         self._hub: Any = None
         self._entered = 0.0
         self._thread_ident = 0
@@ -218,16 +220,19 @@ class assert_switches:  # noqa: N801 - gevent's name, used as a context manager
         self._thread_ident = real_get_ident()
         self._records = []
         self._judged = []
+        self._reporters = []
         try:
             for mode, threshold, report, judged in specs:
                 record = _core.Record(hub, current, threshold, mode=mode, report=report)
-                _tracing.attach(record, self)
+                _tracing.attach(record, self._thread_ended)
                 self._records.append(record)
                 if judged:
                     self._judged.append(record)
                 if limit is not None:
                     if report:
-                        _dispatch.register(record.id, self)
+                        _dispatch.register(record.id, self._on_blocked, self._on_unblocked,
+                                           self._on_call)
+                        self._reporters.append(record)
                     record.start()
         except BaseException:
             self._teardown()
@@ -273,7 +278,7 @@ class assert_switches:  # noqa: N801 - gevent's name, used as a context manager
         ``patience`` seconds at most; reports of later blocks (this wait's
         own) are refused.
         """
-        reporters = [r for r in self._records if _dispatch.handler_of(r.id) is self]
+        reporters = self._reporters
         if not reporters:
             return
         self._accepted = reporters[0].stats()["blocks"]
@@ -286,6 +291,7 @@ class assert_switches:  # noqa: N801 - gevent's name, used as a context manager
         self._active = False
         records, self._records = self._records, []
         self._judged = []
+        self._reporters = []
         for record in reversed(records):
             _dispatch.unregister(record.id)
             record.stop()
@@ -294,6 +300,7 @@ class assert_switches:  # noqa: N801 - gevent's name, used as a context manager
 
     def _thread_ended(self) -> None:
         """The scope's thread ended inside the scope: stop sampling its records."""
+        self._reporters = []
         for record in self._records:
             _dispatch.unregister(record.id)
             record.stop()

@@ -20,6 +20,7 @@ if TYPE_CHECKING:  # typing costs milliseconds at import; annotations stay strin
 __all__ = [
     "subscribers",
     "notify",
+    "wait_for_delivery",
     "EventLoopBlocked",
     "EventLoopUnblocked",
     "MemoryUsageThresholdExceeded",
@@ -95,6 +96,22 @@ class MemoryUsageUnderThreshold(_MemoryEvent):
         super().__init__(mem_usage, max_allowed, memory_info)
         #: The highest usage reported while over the limit, in bytes.
         self.max_memory_usage = max_memory_usage
+
+
+def wait_for_delivery(timeout: float = 5.0) -> bool:
+    """Wait until the events and reports hubmon has queued so far are delivered.
+
+    Subscribers run, and reports are written, in hubmon's own threads, a
+    little after the native thread detects what they tell. A test that
+    blocks a hub and then checks what its subscriber saw calls this first.
+    ``timeout`` is in seconds; returns False when the queued work did not
+    finish in time (a subscriber still runs, say). Raises ConfigError (a
+    ValueError) for a ``timeout`` that is not seconds from 0 to 86400.
+    """
+    from . import _delivery
+    from ._values import TIMEOUT
+    seconds = TIMEOUT.from_code(timeout, "timeout")
+    return _delivery.drain(seconds)
 
 
 def _safe_repr(obj: Any) -> str:

@@ -112,12 +112,13 @@ class Monitor:
             import logging  # noqa: F401 - now, so that on_start orders the exit hooks
         on_start()
         prepare_report()
-        _tracing.attach(self._record, self)
+        _tracing.attach(self._record, self._thread_ended, self._tracer_dropped)
         try:
             stream = self._output_stream()
             self._gil_dump = _gil.acquire(self.gil_signal, stream if stream is not None else sys.stderr)
             self._update_gil_dump()
-            _dispatch.register(self._record_id, self)
+            _dispatch.register(self._record_id, self._on_blocked, self._on_unblocked,
+                               self._on_call)
             _by_hub[self._hub_id] = self
             self._running = True
             self._record.start()
@@ -674,14 +675,15 @@ def start(hub: Any = None, *, max_blocking_time: Optional[float] = None,
     called in another thread than the hub's, in one of hubmon's own threads,
     or after hubmon has shut down at exit.
     """
-    return _start(hub, dict(max_blocking_time=max_blocking_time, max_memory_usage=max_memory_usage,
+    return start_with(hub, dict(max_blocking_time=max_blocking_time, max_memory_usage=max_memory_usage,
                             memory_monitor_period=memory_monitor_period,
                             print_blocking_reports=print_blocking_reports, stream=stream),
                   from_gevent=False)
 
 
-def _start(hub: Any, arguments: Dict[str, Any], from_gevent: bool) -> Monitor:
-    """:func:`start`; ``from_gevent``: started by the drop-in, for gevent's hub."""
+def start_with(hub: Any, arguments: Dict[str, Any], from_gevent: bool) -> Monitor:
+    """:func:`start` with its keyword arguments in ``arguments``; ``from_gevent``:
+    started by gevent's drop-in (hubmon._gevent), for gevent's hub."""
     if is_own_thread():
         raise RuntimeError("hubmon.start() cannot monitor a hub in one of hubmon's own threads")
     if hub is None:

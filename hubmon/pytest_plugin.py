@@ -190,10 +190,10 @@ class _Watch:
     def start(self) -> None:
         self._started = _core.monotonic()
         events.subscribers.append(self._on_event)
-        assigned = _hubmon_config._assigned
         for name, value in (("monitor_thread", True), ("max_blocking_time", self.limit),
                             ("print_blocking_reports", False)):
-            self._saved_config[name] = assigned.get(name, _MISSING)
+            self._saved_config[name] = (getattr(_hubmon_config, name)
+                                        if _hubmon_config.is_assigned(name) else _MISSING)
             if name == "monitor_thread":
                 self._monitor_thread_was_on = _gevent_monitoring_enabled()
             setattr(_hubmon_config, name, value)
@@ -226,9 +226,9 @@ class _Watch:
             if id(monitor) in existing:
                 continue
             if self._monitor_thread_was_on and monitor.from_gevent:
-                from ._gevent import _setting
-                monitor.set_max_blocking_time(_setting("max_blocking_time"))
-                monitor.print_blocking_reports = bool(_setting("print_blocking_reports"))
+                from ._gevent import setting
+                monitor.set_max_blocking_time(setting("max_blocking_time"))
+                monitor.print_blocking_reports = bool(setting("print_blocking_reports"))
             elif monitor in self._owned or monitor.from_gevent:
                 monitor.stop()
         for monitor, threshold, printing in self._existing:

@@ -30,7 +30,7 @@ def run_blocks(count=1, seconds=0.3):
         gevent.spawn(block, seconds).join()
         gevent.sleep(0.05)
     monitor = gevent.get_hub().periodic_monitoring_thread
-    hubmon._delivery.drain(5)
+    hubmon.events.wait_for_delivery(5)
     print("events", fired.count("EventLoopBlocked"), "blocks", monitor.stats()["blocks"])
 """
 
@@ -311,7 +311,7 @@ scale = int(scale * 0.6 / took)
 gevent.sleep(0.01)
 gevent.spawn(lambda: sum(range(scale))).join()
 gevent.sleep(0.2)
-hubmon._delivery.drain(5)
+hubmon.events.wait_for_delivery(5)
 print(stream.getvalue())
 """, env=ENV)
     assert proc.returncode == 0, proc.stderr

@@ -40,12 +40,11 @@ class Scheduler:
 @pytest.fixture
 def collected():
     # Events fire in hubmon's events thread: let those of earlier tests go by.
-    from hubmon import _delivery
-    _delivery.drain()
+    hubmon.events.wait_for_delivery()
     seen = []
     events.subscribers.append(seen.append)
     yield seen
-    _delivery.drain()
+    hubmon.events.wait_for_delivery()
     events.subscribers.remove(seen.append)
 
 
@@ -281,3 +280,35 @@ def test_one_native_thread_for_many_monitors():
     finally:
         for m in reversed(monitors):
             m.stop()
+
+
+def test_wait_for_delivery_waits_for_the_subscribers_of_a_detected_block():
+    # A subscriber that takes 0.5 s: the event it receives is delivered in
+    # hubmon's events thread, after the block was detected.
+    started, finished = threading.Event(), []
+
+    def slow_subscriber(event):
+        if isinstance(event, events.EventLoopBlocked):
+            started.set()
+            time.sleep(0.5)
+            finished.append(event)
+
+    hubmon.events.wait_for_delivery()
+    events.subscribers.append(slow_subscriber)
+    try:
+        scheduler = Scheduler()
+        scheduler.spawn(blocking_task)
+        with hubmon.start(scheduler.hub, max_blocking_time=0.1, print_blocking_reports=False):
+            scheduler.run()
+            assert started.wait(5), "the block was not delivered to the subscriber"
+            assert hubmon.events.wait_for_delivery(0.01) is False      # it still sleeps
+            assert hubmon.events.wait_for_delivery(5) is True
+            assert len(finished) == 1
+    finally:
+        events.subscribers.remove(slow_subscriber)
+
+
+@pytest.mark.parametrize("bad", [-1, float("nan"), "1", None])
+def test_wait_for_delivery_rejects_a_bad_timeout(bad):
+    with pytest.raises(hubmon.ConfigError, match="timeout="):
+        hubmon.events.wait_for_delivery(bad)
