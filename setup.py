@@ -18,6 +18,7 @@ setup(
             sources=[
                 "src/module.c",
                 "src/tracer.c",
+                "src/thread_tracer.c",
                 "src/record.c",
                 "src/sampler.c",
                 "src/callbacks.c",

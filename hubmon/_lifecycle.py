@@ -20,6 +20,8 @@ import atexit
 import os
 import sys
 
+import greenlet
+
 from . import _core, _delivery, _dispatch, _gevent, _output, _threads
 from . import monitor
 
@@ -66,8 +68,10 @@ def _after_fork_in_child() -> None:
 
 def install() -> None:
     """Set hubmon up in this process; called once, by ``hubmon/__init__.py``."""
-    # The native thread calls into Python through this one entry point.
+    # C calls Python only through what Python hands it here: the native
+    # thread's one entry point, and greenlet's trace functions.
     _core.set_event_handler(_dispatch.native_event)
+    _core.set_trace_functions(greenlet.gettrace, greenlet.settrace)
     # Stop and join the native thread before the interpreter finalizes: a
     # thread that asks for the GIL during finalization hangs or is killed.
     atexit.register(shutdown)

@@ -5,8 +5,14 @@
  * The native thread calls hm_callback_dispatch() without the GIL and without
  * hm_sampler_lock. It checks that the interpreter is not finalizing and that
  * no stop was asked for, takes the GIL, checks again, and calls the event
- * handler that Python registered at import (hubmon._dispatch.native_event)
- * with plain values; it returns the handler's outcome to the sampler.
+ * handler that Python registered at import (hubmon._dispatch.native_event,
+ * handed over by hubmon/_lifecycle.py through _core.set_event_handler) with
+ * plain values; it returns the handler's outcome to the sampler, which acts
+ * on it. This file is the GIL boundary: calls come in from sampler.c only,
+ * go out to Python only, and never back into sampler.c (it only reads two
+ * of the sampler's facts: whether a stop was asked for, and the pid). The
+ * stack dump's state below shares hm_sampler_lock, so that the fork hooks,
+ * which hold that lock across fork(), keep it consistent too.
  *
  * Python context: the native thread has ONE Python thread state for its
  * whole life, created at its first event and given back when it ends, as
@@ -71,7 +77,7 @@ static atomic_int header_ready;
 static atomic_int gil_taken = 1;
 /* Set when a dump was due but the signal no longer had hubmon's handler
    (the program restored SIG_DFL over it, say): sending it could kill the
-   process. Read and cleared by Python (hm_gil_dump_lost). */
+   process. Read and cleared by Python (hm_gil_dump_is_lost). */
 static atomic_int dump_lost;
 #if HM_HAVE_GIL_DUMP
 static timer_t armed_timer;
@@ -137,7 +143,7 @@ gil_dump_handler(int signum, siginfo_t *info, void *context)
    hubmon's handler, 3 another handler (the application's, faulthandler's,
    Python's). Needs nothing. Returns -1 for a number that is not a signal. */
 int
-hm_signal_disposition(int signum)
+hm_signal_disposition_get(int signum)
 {
     struct sigaction now;
     if (signum <= 0 || signum >= NSIG || sigaction(signum, NULL, &now) != 0) {
@@ -244,7 +250,7 @@ hm_gil_handler_uninstall(void)
     int signum = installed_signal;
     installed_signal = 0;
     pthread_mutex_unlock(&hm_sampler_lock);
-    if (signum != 0 && hm_signal_disposition(signum) == 2) {
+    if (signum != 0 && hm_signal_disposition_get(signum) == 2) {
         (void)sigaction(signum, &previous_action, NULL);
     }
 #endif
@@ -254,7 +260,7 @@ hm_gil_handler_uninstall(void)
 /* Whether a dump was skipped because the signal's handler is no longer
    hubmon's, since the last call. Needs nothing. */
 int
-hm_gil_dump_lost(void)
+hm_gil_dump_is_lost(void)
 {
     return atomic_exchange(&dump_lost, 0);
 }
@@ -302,7 +308,7 @@ arm_gil_timer(const hm_event *ev)
        these signals ends the process. (While the block lasts the GIL is
        held, so no Python code can change the handler before the timer
        fires.) */
-    if (hm_signal_disposition(installed_signal) != 2) {
+    if (hm_signal_disposition_get(installed_signal) != 2) {
         atomic_store(&dump_lost, 1);
         goto done;
     }
@@ -389,17 +395,17 @@ hm_callback_atfork_child(void)
 int
 hm_callback_dispatch(const hm_event *ev)
 {
-    if (HM_IS_FINALIZING() || hm_sampler_stopping()) {
+    if (HM_IS_FINALIZING() || hm_sampler_is_stopping()) {
         return HM_OUTCOME_NOT_DELIVERED;
     }
-    pid_t pid = hm_sampler_pid();
+    pid_t pid = hm_sampler_pid_get();
 #if HM_HAVE_GIL_DUMP
     int armed = arm_gil_timer(ev);
 #endif
-    double asked = hm_monotonic();
+    double asked = hm_clock_now();
     enter_python();
     atomic_store(&gil_taken, 1);
-    double gil_wait = hm_monotonic() - asked;
+    double gil_wait = hm_clock_now() - asked;
 #if HM_HAVE_GIL_DUMP
     if (armed) {
         pthread_mutex_lock(&hm_sampler_lock);
@@ -408,7 +414,7 @@ hm_callback_dispatch(const hm_event *ev)
     }
 #endif
     int outcome = HM_OUTCOME_NOT_DELIVERED;
-    if (HM_IS_FINALIZING() || hm_sampler_stopping() || handler == NULL) {
+    if (HM_IS_FINALIZING() || hm_sampler_is_stopping() || handler == NULL) {
         goto done;
     }
     PyObject *callable = handler;

@@ -1,16 +1,31 @@
 /*
  * hubmon.h: private declarations shared by the C sources of hubmon._core.
  *
- * The design in one paragraph: each thread that hubmon watches has ONE trace
- * function of hubmon's (tracer.c), installed with greenlet.settrace(). It
- * counts switches into plain C records (hm_record), one per monitored scope
- * (a hub's Monitor, an assert_switches body), and remembers the identity of
- * the greenlet that runs. One native thread (sampler.c) reads those records
- * without the GIL and decides when a hub is blocked. Only then does it take
- * the GIL, through callbacks.c, in the one Python thread state it keeps for
- * its whole life, and hand the plain facts to the event handler that Python
- * registered (hubmon._dispatch); the handler answers with an outcome that the
- * sampler acts on. record.c is the Python face of a record.
+ * The files, one role each, and which way calls go (an arrow is "calls"):
+ *
+ *   greenlet --(every switch, GIL held)--> tracer.c        the hot path
+ *   tracer.c --(once per doze / fork)----> sampler.c       wake-up only
+ *   hubmon (Python) --(GIL held)--> module.c, thread_tracer.c, record.c
+ *   module.c, thread_tracer.c, record.c --> sampler.c      records, lock
+ *   sampler.c (native thread, NO GIL) --> callbacks.c       plain events
+ *   callbacks.c --(takes the GIL)--> the handler Python registered
+ *                 <-- returns an outcome; sampler.c acts on it
+ *
+ * tracer.c: the per-switch path; counts into plain C records (hm_record)
+ *   and never takes a lock or reads a clock on the common path.
+ * thread_tracer.c: the ThreadTracer type (one per thread, holding that
+ *   thread's records in a small array) and the NoopTracer baseline.
+ * record.c: _core.Record, the Python face of one record.
+ * sampler.c: the one native thread; owns the records, their lock and
+ *   their lifetime; decides that a hub is blocked without the GIL.
+ * callbacks.c: the GIL boundary: the only code that takes the GIL from the
+ *   native thread and calls into Python (the handler hubmon registered at
+ *   import, through module.c; C never looks Python up by name), plus the
+ *   stack dump for blocks made by C calls that hold the GIL.
+ * module.c: module init, the module's functions, exit and fork hooks.
+ *
+ * Shared symbols are named hm_<noun>_<verb> (hm_sampler_add,
+ * hm_record_threshold_set); macros HM_*; everything else is static.
  */
 #ifndef HUBMON_H
 #define HUBMON_H
@@ -131,7 +146,7 @@ typedef struct {
 extern pthread_mutex_t hm_sampler_lock;
 extern atomic_int hm_dozing;
 extern atomic_int hm_resume_pending;
-double hm_monotonic(void);
+double hm_clock_now(void);
 hm_record *hm_record_new(int mode, uintptr_t hub, double threshold, int reports);
 void hm_record_incref(hm_record *rec);
 void hm_record_decref(hm_record *rec);
@@ -141,7 +156,7 @@ void hm_record_ignore_set(hm_record *rec, int ignoring);
 void hm_record_next_call_set(hm_record *rec, double when);
 void hm_record_call_done(hm_record *rec, double next_call);
 void hm_record_gil_dump_set(hm_record *rec, int on);
-void hm_record_traced(hm_record *rec, int delta);
+void hm_record_tracers_add(hm_record *rec, int delta);
 int hm_sampler_add(hm_record *rec);
 void hm_sampler_remove(hm_record *rec);
 void hm_sampler_poke(void);
@@ -150,16 +165,16 @@ int hm_sampler_start(void);
 void hm_sampler_shutdown(void);
 int hm_sampler_is_running(void);
 int hm_sampler_is_shut_down(void);
-long hm_sampler_native_id(void);
-int hm_sampler_stopping(void);
-pid_t hm_sampler_pid(void);
+long hm_sampler_native_id_get(void);
+int hm_sampler_is_stopping(void);
+pid_t hm_sampler_pid_get(void);
 void hm_sampler_memory_set(double limit_bytes, double period);
 void hm_sampler_memory_done(int exceeded);
 void hm_sampler_atfork_prepare(void);
 void hm_sampler_atfork_parent(void);
 void hm_sampler_atfork_child(void);
-void hm_sampler_reinit_after_fork(unsigned long survivor_ident);
-double hm_sampler_period(void);
+void hm_sampler_child_reinit(unsigned long survivor_ident);
+double hm_sampler_period_get(void);
 
 /* callbacks.c: the only code that takes the GIL from the native thread. */
 int hm_callback_handler_set(PyObject *handler);
@@ -171,18 +186,37 @@ int hm_gil_handler_install(int signum);
 int hm_gil_handler_uninstall(void);
 int hm_gil_dump_enable(int fd);
 void hm_gil_dump_disable(void);
-int hm_gil_dump_lost(void);
-int hm_signal_disposition(int signum);
+int hm_gil_dump_is_lost(void);
+int hm_signal_disposition_get(int signum);
 
-/* tracer.c and record.c: the two Python types of a thread's tracing. */
+/* A thread's trace function: its type is in thread_tracer.c, its call (the
+   per-switch hot path) in tracer.c. */
+typedef struct {
+    PyObject_HEAD
+    vectorcallfunc vectorcall;
+    PyObject *previous;     /* the trace function installed before, or NULL */
+    hm_record **recs;       /* owned references */
+    Py_ssize_t count;
+    Py_ssize_t capacity;
+    int installed;
+    int forwarding;         /* inside the call of `previous` */
+    PyObject *weakrefs;
+} hm_tracer;
+
+/* tracer.c: greenlet's call of a ThreadTracer, on every switch. */
+PyObject *hm_tracer_call(PyObject *callable, PyObject *const *args, size_t nargsf,
+                         PyObject *kwnames);
+
+/* thread_tracer.c and record.c: the Python types of a thread's tracing. */
 extern PyType_Spec hm_tracer_spec;
 extern PyType_Spec hm_noop_tracer_spec;
 extern PyType_Spec hm_record_spec;
 
+/* The module's state: only what C uses. */
 typedef struct {
-    PyTypeObject *tracer_type;
-    PyTypeObject *noop_tracer_type;
-    PyTypeObject *record_type;
+    PyTypeObject *record_type;  /* what ThreadTracer.add() accepts */
+    PyObject *gettrace;         /* greenlet.gettrace, handed over by Python */
+    PyObject *settrace;         /* greenlet.settrace, handed over by Python */
 } hm_module_state;
 
 /* The Python handle of a record (record.c); tracer.c reads `rec`. */

@@ -2,7 +2,12 @@
  * module.c: hubmon._core's initialisation (multi-phase), its functions,
  * and the process hooks (fork).
  *
- * Exit: hubmon/__init__.py calls _core.shutdown from an atexit hook, which
+ * Runs holding the GIL, in the program's threads. Calls go one way: from
+ * here into sampler.c and callbacks.c. Python hands C its event handler
+ * here, once, when the package initialises (_core.set_event_handler, from
+ * hubmon/_lifecycle.py); C never looks Python up by module and name.
+ *
+ * Exit: hubmon/_lifecycle.py calls _core.shutdown from an atexit hook, which
  * stops and joins the native thread for good before the interpreter
  * finalizes.
  * Fork: a pthread_atfork handler keeps hm_sampler_lock consistent and marks
@@ -26,7 +31,7 @@ PyDoc_STRVAR(shutdown_doc,
 "finalizes. Safe to call more than once; no monitor starts afterwards.");
 
 static PyObject *
-hm_shutdown(PyObject *module, PyObject *unused)
+core_shutdown(PyObject *module, PyObject *unused)
 {
     (void)module;
     (void)unused;
@@ -44,11 +49,11 @@ PyDoc_STRVAR(after_fork_child_doc,
 "thread restarts at the child's first switch into a hub.");
 
 static PyObject *
-hm_after_fork_child(PyObject *module, PyObject *unused)
+core_after_fork_child(PyObject *module, PyObject *unused)
 {
     (void)module;
     (void)unused;
-    hm_sampler_reinit_after_fork(PyThread_get_thread_ident());
+    hm_sampler_child_reinit(PyThread_get_thread_ident());
     Py_RETURN_NONE;
 }
 
@@ -59,7 +64,7 @@ PyDoc_STRVAR(set_event_handler_doc,
 "False to reject a blocked event that the evidence contradicts.");
 
 static PyObject *
-hm_set_event_handler(PyObject *module, PyObject *handler)
+core_set_event_handler(PyObject *module, PyObject *handler)
 {
     (void)module;
     if (hm_callback_handler_set(handler) < 0) {
@@ -72,7 +77,7 @@ PyDoc_STRVAR(sampler_running_doc,
 "sampler_running() -> bool\n--\n\nWhether the native thread exists.");
 
 static PyObject *
-hm_sampler_running(PyObject *module, PyObject *unused)
+core_sampler_running(PyObject *module, PyObject *unused)
 {
     (void)module;
     (void)unused;
@@ -84,22 +89,22 @@ PyDoc_STRVAR(sampler_native_id_doc,
 "The kernel thread id of the native thread, or 0 when it does not run.");
 
 static PyObject *
-hm_sampler_native_id_py(PyObject *module, PyObject *unused)
+core_sampler_native_id(PyObject *module, PyObject *unused)
 {
     (void)module;
     (void)unused;
-    return PyLong_FromLong(hm_sampler_native_id());
+    return PyLong_FromLong(hm_sampler_native_id_get());
 }
 
 PyDoc_STRVAR(sampler_period_doc,
 "sampler_period() -> float\n--\n\nSeconds between two samples now.");
 
 static PyObject *
-hm_sampler_period_py(PyObject *module, PyObject *unused)
+core_sampler_period(PyObject *module, PyObject *unused)
 {
     (void)module;
     (void)unused;
-    return PyFloat_FromDouble(hm_sampler_period());
+    return PyFloat_FromDouble(hm_sampler_period_get());
 }
 
 PyDoc_STRVAR(set_memory_watch_doc,
@@ -108,7 +113,7 @@ PyDoc_STRVAR(set_memory_watch_doc,
 "of 0 turns it off. ValueError for other values.");
 
 static PyObject *
-hm_set_memory_watch(PyObject *module, PyObject *args)
+core_set_memory_watch(PyObject *module, PyObject *args)
 {
     (void)module;
     double limit, period;
@@ -133,7 +138,7 @@ PyDoc_STRVAR(memory_done_doc,
 "Acknowledge a memory event: 1 over the limit, 0 under it, -1 unknown.");
 
 static PyObject *
-hm_memory_done(PyObject *module, PyObject *arg)
+core_memory_done(PyObject *module, PyObject *arg)
 {
     (void)module;
     int overflow = 0;
@@ -177,7 +182,7 @@ PyDoc_STRVAR(install_gil_handler_doc,
 "Put hubmon's header writer in front of faulthandler's handler of signum.");
 
 static PyObject *
-hm_install_gil_handler(PyObject *module, PyObject *arg)
+core_install_gil_handler(PyObject *module, PyObject *arg)
 {
     (void)module;
     int signum = parse_signal(arg);
@@ -196,7 +201,7 @@ PyDoc_STRVAR(uninstall_gil_handler_doc,
 "front of) if it is still there; hubmon then uses no signal.");
 
 static PyObject *
-hm_uninstall_gil_handler(PyObject *module, PyObject *unused)
+core_uninstall_gil_handler(PyObject *module, PyObject *unused)
 {
     (void)module;
     (void)unused;
@@ -209,7 +214,7 @@ PyDoc_STRVAR(signal_disposition_doc,
 "What is installed for signum: 'default', 'ignore', 'hubmon' or 'other'.");
 
 static PyObject *
-hm_signal_disposition_py(PyObject *module, PyObject *arg)
+core_signal_disposition(PyObject *module, PyObject *arg)
 {
     (void)module;
     static const char *names[] = {"default", "ignore", "hubmon", "other"};
@@ -217,7 +222,7 @@ hm_signal_disposition_py(PyObject *module, PyObject *arg)
     if (signum < 0) {
         return NULL;
     }
-    int kind = hm_signal_disposition(signum);
+    int kind = hm_signal_disposition_get(signum);
     if (kind < 0) {
         PyErr_Format(PyExc_ValueError, "%d is not a signal here", signum);
         return NULL;
@@ -231,7 +236,7 @@ PyDoc_STRVAR(gil_dump_enable_doc,
 "owns; returns the duplicate (for faulthandler.register).");
 
 static PyObject *
-hm_gil_dump_enable_py(PyObject *module, PyObject *arg)
+core_gil_dump_enable(PyObject *module, PyObject *arg)
 {
     (void)module;
     int overflow = 0;
@@ -257,7 +262,7 @@ PyDoc_STRVAR(gil_dump_disable_doc,
 "Turn the GIL stack dump off and close hubmon's duplicate descriptor.");
 
 static PyObject *
-hm_gil_dump_disable_py(PyObject *module, PyObject *unused)
+core_gil_dump_disable(PyObject *module, PyObject *unused)
 {
     (void)module;
     (void)unused;
@@ -271,7 +276,7 @@ PyDoc_STRVAR(name_this_thread_doc,
 "/proc/self/task/*/comm and by debuggers. Does nothing where unsupported.");
 
 static PyObject *
-hm_name_this_thread(PyObject *module, PyObject *arg)
+core_name_this_thread(PyObject *module, PyObject *arg)
 {
     (void)module;
     const char *name = PyUnicode_AsUTF8(arg);
@@ -292,22 +297,22 @@ PyDoc_STRVAR(gil_dump_lost_doc,
 "signal's handler was no longer hubmon's.");
 
 static PyObject *
-hm_gil_dump_lost_py(PyObject *module, PyObject *unused)
+core_gil_dump_lost(PyObject *module, PyObject *unused)
 {
     (void)module;
     (void)unused;
-    return PyBool_FromLong(hm_gil_dump_lost());
+    return PyBool_FromLong(hm_gil_dump_is_lost());
 }
 
 PyDoc_STRVAR(monotonic_doc,
 "monotonic() -> float\n--\n\nThe native thread's clock (CLOCK_MONOTONIC).");
 
 static PyObject *
-hm_monotonic_py(PyObject *module, PyObject *unused)
+core_monotonic(PyObject *module, PyObject *unused)
 {
     (void)module;
     (void)unused;
-    return PyFloat_FromDouble(hm_monotonic());
+    return PyFloat_FromDouble(hm_clock_now());
 }
 
 PyDoc_STRVAR(histogram_bounds_doc,
@@ -315,7 +320,7 @@ PyDoc_STRVAR(histogram_bounds_doc,
 "Upper bounds of the blocking histogram's buckets, in seconds.");
 
 static PyObject *
-hm_histogram_bounds(PyObject *module, PyObject *unused)
+core_histogram_bounds(PyObject *module, PyObject *unused)
 {
     (void)module;
     (void)unused;
@@ -334,25 +339,57 @@ hm_histogram_bounds(PyObject *module, PyObject *unused)
     return bounds;
 }
 
+PyDoc_STRVAR(set_trace_functions_doc,
+"set_trace_functions(gettrace, settrace)\n--\n\n"
+"greenlet.gettrace and greenlet.settrace, handed over once when the package\n"
+"initialises: ThreadTracer.install() and uninstall() call them. C never\n"
+"looks Python up by module and attribute name.");
+
+static PyObject *
+core_set_trace_functions(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_Format(PyExc_TypeError,
+                     "set_trace_functions() takes 2 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < 2; i++) {
+        if (!PyCallable_Check(args[i])) {
+            PyErr_Format(PyExc_TypeError,
+                         "set_trace_functions() needs callables, not %.100s",
+                         Py_TYPE(args[i])->tp_name);
+            return NULL;
+        }
+    }
+    hm_module_state *state = PyModule_GetState(module);
+    Py_INCREF(args[0]);
+    Py_XSETREF(state->gettrace, args[0]);
+    Py_INCREF(args[1]);
+    Py_XSETREF(state->settrace, args[1]);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef module_methods[] = {
-    {"shutdown", hm_shutdown, METH_NOARGS, shutdown_doc},
-    {"after_fork_child", hm_after_fork_child, METH_NOARGS, after_fork_child_doc},
-    {"set_event_handler", hm_set_event_handler, METH_O, set_event_handler_doc},
-    {"sampler_running", hm_sampler_running, METH_NOARGS, sampler_running_doc},
-    {"sampler_native_id", hm_sampler_native_id_py, METH_NOARGS, sampler_native_id_doc},
-    {"sampler_period", hm_sampler_period_py, METH_NOARGS, sampler_period_doc},
-    {"set_memory_watch", hm_set_memory_watch, METH_VARARGS, set_memory_watch_doc},
-    {"memory_done", hm_memory_done, METH_O, memory_done_doc},
-    {"install_gil_handler", hm_install_gil_handler, METH_O, install_gil_handler_doc},
-    {"uninstall_gil_handler", hm_uninstall_gil_handler, METH_NOARGS,
+    {"set_trace_functions", (PyCFunction)(void (*)(void))core_set_trace_functions,
+     METH_FASTCALL, set_trace_functions_doc},
+    {"shutdown", core_shutdown, METH_NOARGS, shutdown_doc},
+    {"after_fork_child", core_after_fork_child, METH_NOARGS, after_fork_child_doc},
+    {"set_event_handler", core_set_event_handler, METH_O, set_event_handler_doc},
+    {"sampler_running", core_sampler_running, METH_NOARGS, sampler_running_doc},
+    {"sampler_native_id", core_sampler_native_id, METH_NOARGS, sampler_native_id_doc},
+    {"sampler_period", core_sampler_period, METH_NOARGS, sampler_period_doc},
+    {"set_memory_watch", core_set_memory_watch, METH_VARARGS, set_memory_watch_doc},
+    {"memory_done", core_memory_done, METH_O, memory_done_doc},
+    {"install_gil_handler", core_install_gil_handler, METH_O, install_gil_handler_doc},
+    {"uninstall_gil_handler", core_uninstall_gil_handler, METH_NOARGS,
      uninstall_gil_handler_doc},
-    {"signal_disposition", hm_signal_disposition_py, METH_O, signal_disposition_doc},
-    {"gil_dump_enable", hm_gil_dump_enable_py, METH_O, gil_dump_enable_doc},
-    {"gil_dump_disable", hm_gil_dump_disable_py, METH_NOARGS, gil_dump_disable_doc},
-    {"name_this_thread", hm_name_this_thread, METH_O, name_this_thread_doc},
-    {"gil_dump_lost", hm_gil_dump_lost_py, METH_NOARGS, gil_dump_lost_doc},
-    {"monotonic", hm_monotonic_py, METH_NOARGS, monotonic_doc},
-    {"histogram_bounds", hm_histogram_bounds, METH_NOARGS, histogram_bounds_doc},
+    {"signal_disposition", core_signal_disposition, METH_O, signal_disposition_doc},
+    {"gil_dump_enable", core_gil_dump_enable, METH_O, gil_dump_enable_doc},
+    {"gil_dump_disable", core_gil_dump_disable, METH_NOARGS, gil_dump_disable_doc},
+    {"name_this_thread", core_name_this_thread, METH_O, name_this_thread_doc},
+    {"gil_dump_lost", core_gil_dump_lost, METH_NOARGS, gil_dump_lost_doc},
+    {"monotonic", core_monotonic, METH_NOARGS, monotonic_doc},
+    {"histogram_bounds", core_histogram_bounds, METH_NOARGS, histogram_bounds_doc},
     {NULL, NULL, 0, NULL}
 };
 
@@ -375,26 +412,22 @@ static int
 module_exec(PyObject *module)
 {
     hm_module_state *state = PyModule_GetState(module);
+    PyObject *tracer_type = NULL, *noop_type = NULL;
+    int rc = -1;
 
     if (PyInterpreterState_Get() != PyInterpreterState_Main()) {
         PyErr_SetString(PyExc_ImportError,
                         "hubmon._core does not support sub-interpreters");
         goto error;
     }
-    state->tracer_type = (PyTypeObject *)PyType_FromModuleAndSpec(
-        module, &hm_tracer_spec, NULL);
-    if (state->tracer_type == NULL) {
+    /* The module keeps the tracer types through its dict only; it needs
+       the record type itself, to check what ThreadTracer.add() is given. */
+    tracer_type = PyType_FromModuleAndSpec(module, &hm_tracer_spec, NULL);
+    if (tracer_type == NULL || PyModule_AddType(module, (PyTypeObject *)tracer_type) < 0) {
         goto error;
     }
-    if (PyModule_AddType(module, state->tracer_type) < 0) {
-        goto error;
-    }
-    state->noop_tracer_type = (PyTypeObject *)PyType_FromModuleAndSpec(
-        module, &hm_noop_tracer_spec, NULL);
-    if (state->noop_tracer_type == NULL) {
-        goto error;
-    }
-    if (PyModule_AddType(module, state->noop_tracer_type) < 0) {
+    noop_type = PyType_FromModuleAndSpec(module, &hm_noop_tracer_spec, NULL);
+    if (noop_type == NULL || PyModule_AddType(module, (PyTypeObject *)noop_type) < 0) {
         goto error;
     }
     state->record_type = (PyTypeObject *)PyType_FromModuleAndSpec(
@@ -416,19 +449,21 @@ module_exec(PyObject *module)
         PyErr_SetString(PyExc_ImportError, "pthread_atfork failed");
         goto error;
     }
-    return 0;
+    rc = 0;
 
 error:
-    return -1;
+    Py_XDECREF(tracer_type);
+    Py_XDECREF(noop_type);
+    return rc;
 }
 
 static int
 module_traverse(PyObject *module, visitproc visit, void *arg)
 {
     hm_module_state *state = PyModule_GetState(module);
-    Py_VISIT(state->tracer_type);
-    Py_VISIT(state->noop_tracer_type);
     Py_VISIT(state->record_type);
+    Py_VISIT(state->gettrace);
+    Py_VISIT(state->settrace);
     return 0;
 }
 
@@ -436,9 +471,9 @@ static int
 module_clear(PyObject *module)
 {
     hm_module_state *state = PyModule_GetState(module);
-    Py_CLEAR(state->tracer_type);
-    Py_CLEAR(state->noop_tracer_type);
     Py_CLEAR(state->record_type);
+    Py_CLEAR(state->gettrace);
+    Py_CLEAR(state->settrace);
     return 0;
 }
 

@@ -2,9 +2,12 @@
  * record.c: _core.Record, the Python handle of one monitored scope.
  *
  * A Record is created in the thread it watches, added to that thread's
- * ThreadTracer (tracer.c) to be counted, and started to be sampled by the
- * native thread (sampler.c). It holds the identities of the hub and of the
- * running greenlet, never references to them.
+ * ThreadTracer (thread_tracer.c) to be counted, and started to be sampled
+ * by the native thread (sampler.c). It holds the identities of the hub and
+ * of the running greenlet, never references to them.
+ *
+ * Runs holding the GIL, in the program's threads. Calls go one way: from
+ * here into sampler.c (which owns the record, its lock and its lifetime).
  */
 #include "hubmon.h"
 

@@ -46,7 +46,7 @@ atomic_int hm_dozing;
 
 /* 1 in a forked child whose native thread has not been restarted yet: the
    tracer restarts it at the first switch into a hub (see
-   hm_sampler_reinit_after_fork). */
+   hm_sampler_child_reinit). */
 atomic_int hm_resume_pending;
 
 /* Process-wide state of the native thread, guarded by hm_sampler_lock.
@@ -73,7 +73,7 @@ static struct {
 /* Returns the CLOCK_MONOTONIC time in seconds (the clock of time.monotonic()
    on Linux). Needs nothing; never fails on a supported system. */
 double
-hm_monotonic(void)
+hm_clock_now(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -123,7 +123,7 @@ hm_record_new(int mode, uintptr_t hub, double threshold, int reports)
 #ifdef __linux__
     rec->thread_tid = (long)syscall(SYS_gettid);
 #endif
-    rec->since = rec->since_late = rec->last_sample = hm_monotonic();
+    rec->since = rec->since_late = rec->last_sample = hm_clock_now();
     pthread_mutex_lock(&hm_sampler_lock);
     rec->id = ++S.next_id;
     pthread_mutex_unlock(&hm_sampler_lock);
@@ -175,7 +175,7 @@ current_period(void)
 
 /* The sampling period now in force, in seconds. Needs nothing. */
 double
-hm_sampler_period(void)
+hm_sampler_period_get(void)
 {
     pthread_mutex_lock(&hm_sampler_lock);
     double period = current_period();
@@ -351,7 +351,7 @@ apply_outcome(const hm_event *ev, int outcome)
         /* When delivered, Python acknowledges with hm_record_call_done(). */
         if (outcome == HM_OUTCOME_NOT_DELIVERED && rec != NULL) {
             rec->call_pending = 0;
-            rec->next_call = hm_monotonic() + HM_RETRY_DELAY;
+            rec->next_call = hm_clock_now() + HM_RETRY_DELAY;
         }
         break;
     case HM_EVENT_MEMORY:
@@ -422,7 +422,7 @@ hm_sampler_poke(void)
            stretches now, before the switch goes on, so that anything reading
            the records (stats(), assert_switches) sees a stretch that starts
            here. */
-        restart_stretches(hm_monotonic());
+        restart_stretches(hm_clock_now());
         if (S.cond_ready) {
             pthread_cond_signal(&S.cond);
         }
@@ -509,7 +509,7 @@ sampler_main(void *unused)
     S.native_id = tid;
     while (!S.stop_requested) {
         int more = 0;
-        int count = collect_events(hm_monotonic(), events, &more);
+        int count = collect_events(hm_clock_now(), events, &more);
         if (count > 0) {
             pthread_mutex_unlock(&hm_sampler_lock);
             for (int i = 0; i < count; i++) {
@@ -526,7 +526,7 @@ sampler_main(void *unused)
 
         double period = current_period();
         int dozing = count == 0 && may_doze();
-        double deadline = hm_monotonic() + (dozing ? doze_length(period) : period);
+        double deadline = hm_clock_now() + (dozing ? doze_length(period) : period);
         for (hm_record *r = S.records; r != NULL; r = r->next) {
             if (r->next_call > 0 && !r->call_pending && r->next_call < deadline) {
                 deadline = r->next_call;
@@ -607,7 +607,7 @@ hm_sampler_resume(void)
 {
     if (atomic_exchange(&hm_resume_pending, 0)) {
         pthread_mutex_lock(&hm_sampler_lock);
-        double now = hm_monotonic();
+        double now = hm_clock_now();
         restart_stretches(now);
         S.mem_next = now + S.mem_period;
         if (S.records != NULL || S.mem_limit > 0) {
@@ -632,7 +632,7 @@ hm_sampler_add(hm_record *rec)
         rec->blind = 0;
         rec->seen = rec->mode == HM_MODE_HUB
             ? atomic_load(&rec->hub_switches) : atomic_load(&rec->switches);
-        rec->since = rec->since_late = rec->last_sample = hm_monotonic();
+        rec->since = rec->since_late = rec->last_sample = hm_clock_now();
         rec->next = S.records;
         S.records = rec;
         if (S.cond_ready) {
@@ -683,7 +683,7 @@ wake_locked(void)
 void
 hm_record_figures_get(hm_record *rec, int finish, hm_record_figures *out)
 {
-    double now = hm_monotonic();
+    double now = hm_clock_now();
     pthread_mutex_lock(&hm_sampler_lock);
     out->switches = atomic_load(&rec->switches);
     out->hub_switches = atomic_load(&rec->hub_switches);
@@ -765,7 +765,7 @@ hm_record_gil_dump_set(hm_record *rec, int on)
 /* A thread tracer starts (+1) or stops (-1) counting into this record.
    Needs the lock NOT held. */
 void
-hm_record_traced(hm_record *rec, int delta)
+hm_record_tracers_add(hm_record *rec, int delta)
 {
     pthread_mutex_lock(&hm_sampler_lock);
     rec->tracers += delta;
@@ -824,7 +824,7 @@ hm_sampler_shutdown(void)
 /* Whether a stop was asked for: callbacks.c checks it after it gets the
    GIL, so that a thread being joined does not call into Python. */
 int
-hm_sampler_stopping(void)
+hm_sampler_is_stopping(void)
 {
     pthread_mutex_lock(&hm_sampler_lock);
     int stopping = S.stop_requested;
@@ -834,7 +834,7 @@ hm_sampler_stopping(void)
 
 /* The process the native thread was started in. Needs nothing. */
 pid_t
-hm_sampler_pid(void)
+hm_sampler_pid_get(void)
 {
     pthread_mutex_lock(&hm_sampler_lock);
     pid_t pid = S.pid;
@@ -864,7 +864,7 @@ hm_sampler_is_shut_down(void)
 
 /* The kernel thread id of the native thread, or 0. Needs nothing. */
 long
-hm_sampler_native_id(void)
+hm_sampler_native_id_get(void)
 {
     pthread_mutex_lock(&hm_sampler_lock);
     long tid = S.native_id;
@@ -882,7 +882,7 @@ void
 hm_sampler_memory_set(double limit_bytes, double period)
 {
     pthread_mutex_lock(&hm_sampler_lock);
-    double now = hm_monotonic();
+    double now = hm_clock_now();
     if (S.mem_limit <= 0) {
         S.mem_next = now;
     }
@@ -953,10 +953,10 @@ hm_sampler_atfork_child(void)
    first switch into a hub (hm_sampler_resume), when the child goes on
    running its hub. */
 void
-hm_sampler_reinit_after_fork(unsigned long survivor_ident)
+hm_sampler_child_reinit(unsigned long survivor_ident)
 {
     hm_record *dropped = NULL;
-    double now = hm_monotonic();
+    double now = hm_clock_now();
     pthread_mutex_lock(&hm_sampler_lock);
     hm_record **link = &S.records;
     while (*link != NULL) {

@@ -358,6 +358,10 @@ def _restore_handler(context):
     _core.set_event_handler(_dispatch.native_event)
 
 
+def _restore_trace_functions(context):
+    _core.set_trace_functions(greenlet.gettrace, greenlet.settrace)
+
+
 FD_VALUES = st.one_of(ANY, st.sampled_from([0, 1, 2, 2**31, 2**32 + 1, 2**32 + 2,
                                             -2**32 + 1, 2**64 + 1, 10**6]))
 SIGNAL_VALUES = st.one_of(ANY, st.integers(min_value=-3, max_value=70),
@@ -417,6 +421,10 @@ def module_entries():
         Entry("set_event_handler", _one, _plain(_core.set_event_handler),
               expect=lambda a: OK if callable(a["value"]) else RAISE,
               check=_returns(type(None)), cleanup=_restore_handler, likely=_likely(CALLABLES)),
+        Entry("set_trace_functions", _two, _plain(_core.set_trace_functions),
+              expect=lambda a: OK if callable(a["first"]) and callable(a["second"]) else RAISE,
+              check=_returns(type(None)), cleanup=_restore_trace_functions,
+              likely={"first": CALLABLES, "second": CALLABLES}),
     ]
     return entries
 
@@ -835,6 +843,41 @@ def test_properties_are_read_only():
             setattr(obj, name, value)
         with pytest.raises(AttributeError):
             delattr(obj, name)
+
+
+def test_set_trace_functions_refuses_non_callables_and_keeps_the_ones_it_has():
+    try:
+        for value in (None, 1, "settrace", object()):
+            with pytest.raises(TypeError):
+                _core.set_trace_functions(greenlet.gettrace, value)
+            with pytest.raises(TypeError):
+                _core.set_trace_functions(value, greenlet.settrace)
+        with pytest.raises(TypeError):
+            _core.set_trace_functions(greenlet.gettrace)
+        with pytest.raises(TypeError):
+            _core.set_trace_functions(gettrace=greenlet.gettrace, settrace=greenlet.settrace)
+        # The refused calls changed nothing: a tracer still installs through greenlet.
+        tracer = _core.ThreadTracer()
+        assert tracer.install() is True
+        assert greenlet.gettrace() is tracer
+        assert tracer.uninstall() is True
+        # The tracer calls what Python handed over, not greenlet found by name.
+        calls = []
+
+        def gettrace():
+            calls.append("gettrace")
+            return greenlet.gettrace()
+
+        def settrace(function):
+            calls.append("settrace")
+            return greenlet.settrace(function)
+
+        _core.set_trace_functions(gettrace, settrace)
+        assert tracer.install() is True and tracer.uninstall() is True
+        assert calls == ["gettrace", "settrace", "gettrace", "settrace"]
+    finally:
+        _core.set_trace_functions(greenlet.gettrace, greenlet.settrace)
+        greenlet.settrace(None)
 
 
 def test_set_event_handler_refuses_non_callables():
