@@ -5,7 +5,7 @@
 
 Every section runs in child processes (``benchmarks/bench_*.py``) so that no
 variant sees another's state, and prints its figures; at the end comes a
-Markdown table of every goal of issue 4 with pass or fail, and the machine
+Markdown table of every goal with pass or fail, and the machine
 the numbers were measured on. ``--quick`` uses small counts (under two
 minutes; for the smoke test, not for conclusions); ``--full`` (the default)
 the counts of the goals. ``--plot`` writes the detection latency plot (needs
@@ -36,18 +36,20 @@ import output  # noqa: E402
 THRESHOLD = 0.1
 BLOCK = 0.5
 SHORT_BLOCK = 0.9 * THRESHOLD
-SECTIONS = ("switch", "latency", "throughput", "idle", "report")
+SECTIONS = ("switch", "latency", "throughput", "idle", "report", "import")
 
 #: Sizes of a run: the full run measures what the goals name.
 PROFILES = {
     "full": dict(switch_iterations=100_000, switch_rounds=40, latency_trials=20,
                  short_trials=20, http_generations=4, http_rounds=25, http_seconds=0.5,
                  http_connections=32,
-                 idle_seconds=10.0, report_greenlets=10_000, report_repeats=7),
+                 idle_seconds=10.0, report_greenlets=10_000, report_repeats=7,
+                 import_rounds=21),
     "quick": dict(switch_iterations=20_000, switch_rounds=5, latency_trials=4,
                   short_trials=4, http_generations=1, http_rounds=3, http_seconds=0.3,
                   http_connections=32,
-                  idle_seconds=2.0, report_greenlets=2_000, report_repeats=1),
+                  idle_seconds=2.0, report_greenlets=2_000, report_repeats=1,
+                  import_rounds=3),
 }
 
 
@@ -214,8 +216,20 @@ def bench_report(p: Dict[str, Any]) -> Dict[str, Any]:
     return raw
 
 
+def bench_import(p: Dict[str, Any]) -> Dict[str, Any]:
+    import bench_import as measure
+    tree = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    rounds = p["import_rounds"]
+    log("import hubmon: %d fresh interpreters, with and without compiled bytecode" % (rounds,))
+    measure.import_time(tree, cold=False)      # writes the .pyc files once
+    warm = [measure.import_time(tree, cold=False) / 1000.0 for _ in range(rounds)]
+    cold = [measure.import_time(tree, cold=True) / 1000.0 for _ in range(rounds)]
+    return {"rounds": rounds, "warm": warm, "cold": cold,
+            "warm_median": common.median(warm), "cold_median": common.median(cold)}
+
+
 RUNNERS = {"switch": bench_switch, "latency": bench_latency, "throughput": bench_throughput,
-           "idle": bench_idle, "report": bench_report}
+           "idle": bench_idle, "report": bench_report, "import": bench_import}
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -24,6 +24,7 @@ GOAL_ROWS = [
     "throughput of a gevent.pywsgi server",
     "idle cost of the monitor's thread",
     "building the blocked report",
+    "import hubmon",
     "reports of blocks shorter than T",
 ]
 
