@@ -28,8 +28,7 @@ from . import _core, _dispatch, _tracing
 from ._threads import own_thread_idents, real_get_ident, real_sleep
 from ._values import BOOL, THRESHOLD
 from .config import config
-from .monitor import _find_greenlet
-from .report import prepare as prepare_report, format_blocked_report, format_run_info
+from .report import prepare as prepare_report, find_greenlet, format_blocked_report, format_run_info
 
 __all__ = ["FailedToSwitch", "assert_switches"]
 
@@ -346,7 +345,7 @@ class assert_switches:  # noqa: N801 - gevent's name, used as a context manager
                 return True  # a block of the wait in _await_reports
             if self._hub is not None and current == id(self._hub):
                 return True  # the hub waiting in its loop: not a block
-            culprit = _find_greenlet(current)
+            culprit = find_greenlet(current)
             info = format_blocked_report(
                 greenlet=culprit, thread_ident=self._thread_ident,
                 duration=duration + gil_wait, threshold=self.max_blocking_time or 0.0,

@@ -9,7 +9,6 @@ fire and the report is printed in hubmon's delivery threads
 """
 from __future__ import annotations
 
-import operator
 import sys
 import weakref
 
@@ -25,7 +24,7 @@ from ._threads import is_own_thread, own_thread_idents, real_get_ident
 from ._values import BOOL, BYTES, MEMORY_PERIOD, PERIOD, THRESHOLD
 from .config import ConfigError, config
 from .events import EventLoopBlocked, EventLoopUnblocked, notify
-from .report import prepare as prepare_report, _find_greenlets, format_blocked_report
+from .report import prepare as prepare_report, find_greenlet, find_greenlets, format_blocked_report
 
 __all__ = ["Monitor", "MonitoringFunction", "start", "running_monitors"]
 
@@ -453,8 +452,8 @@ class Monitor:
             return True
         # One scan of the live greenlets serves the culprit and the report:
         # with 10,000 greenlets each scan holds the GIL for about 8 ms.
-        greenlets = _find_greenlets()
-        culprit = _find_greenlet(current, greenlets)
+        greenlets = find_greenlets()
+        culprit = find_greenlet(current, greenlets)
         if self._record.switches == switches and _contradicted(hub, culprit):
             del greenlets
             _delivery.printer.post(self._warn_blind)
@@ -610,25 +609,6 @@ def _weak(obj: Any) -> Any:
     try:
         return weakref.ref(obj)
     except TypeError:
-        return None
-
-
-def _find_greenlet(identity: int, greenlets: Optional[List[Any]] = None) -> Any:
-    """The live greenlet whose id() is ``identity``, or None.
-
-    The native thread knows the running greenlet only by its address; it
-    never holds a reference. The address is turned back into an object only
-    by finding it among the live greenlets (``greenlets``, else all of them),
-    so a greenlet that died meanwhile is never touched.
-    """
-    if not identity:
-        return None
-    if greenlets is None:
-        greenlets = _find_greenlets()
-    try:
-        # The search runs in C: a report may scan 10,000 greenlets.
-        return greenlets[operator.indexOf(map(id, greenlets), identity)]
-    except ValueError:
         return None
 
 
