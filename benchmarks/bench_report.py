@@ -12,7 +12,7 @@ time spent waiting for a core):
   build the default report, fire the event; printing is off);
 * its two parts alone: the default report, ``format_blocked_report`` with
   the monitor's default bound (``hubmon.config.report_greenlet_limit``), and
-  finding the greenlet (``hubmon.monitor._find_greenlet``);
+  finding the greenlet (``hubmon.report.find_greenlet``);
 * hubmon's full tree on demand, ``hubmon.format_run_info(max_greenlets=0)``;
 * ``gevent.util.format_run_info()`` (its defaults: greenlet stacks included);
 * the report gevent's monitor thread really builds, which leaves out the
@@ -77,7 +77,7 @@ def main() -> None:
                     greenlet=blocked, thread_ident=hub_ident, duration=0.5, threshold=0.1,
                     hub=hub, max_greenlets=limit, exclude_thread_ids=(me,),
                     monitor_repr="<benchmark>"),
-                "hubmon_find_greenlet": lambda: [hubmon.monitor._find_greenlet(id(blocked))],
+                "hubmon_find_greenlet": lambda: [hubmon.report.find_greenlet(id(blocked))],
                 "hubmon_full": lambda: hubmon.format_run_info(max_greenlets=0),
                 "gevent_format_run_info": lambda: gevent.util.format_run_info(),
                 "gevent_monitor_report": lambda: tracer.did_block_hub_report(
@@ -101,7 +101,7 @@ def main() -> None:
                     cpu[name].append(time.thread_time() - cpu_start)
                     lines[name] = sum(str(item).count("\n") + 1 for item in report)
                     del report
-            found = hubmon.monitor._find_greenlet(id(blocked)) is blocked
+            found = hubmon.report.find_greenlet(id(blocked)) is blocked
             results.update(times=times, cpu=cpu, lines=lines, found_blocked=found)
         except BaseException as ex:  # pragma: no cover - reported to the parent
             import traceback
@@ -125,7 +125,7 @@ def main() -> None:
     if errors:
         sys.stderr.write(errors[0])
         raise SystemExit(1)
-    greenlets = sum(1 for _ in hubmon.report._find_greenlets())
+    greenlets = sum(1 for _ in hubmon.report.find_greenlets())
     common.emit(dict(results, greenlets=greenlets, sleepers=count))
     for g in sleepers:
         g.kill(block=False)
