@@ -19,7 +19,7 @@ if TYPE_CHECKING:  # typing costs milliseconds at import; annotations stay strin
 
 import greenlet
 
-from . import _core, _delivery, _output, report
+from . import _collect, _core, _delivery, _output
 from ._memory import memory_watch
 from ._threads import mark_own_thread
 
@@ -61,13 +61,13 @@ def _forbid_switch(event: str, args: Any) -> None:
 
 def capture(function: Callable[..., Any], *args: Any) -> Any:
     """Run ``function(*args)`` in the native thread with every greenlet switch forbidden."""
-    report.capturing_pid = os.getpid()
+    _collect.capturing_pid = os.getpid()
     greenlet.settrace(_forbid_switch)
     try:
         return function(*args)
     finally:
         greenlet.settrace(None)
-        report.capturing_pid = None
+        _collect.capturing_pid = None
         # A hub that code of the capture made here could never run; left
         # alone it would be freed only when the thread gives back its state.
         _delivery.drop_gevent_hub()

@@ -49,7 +49,10 @@ def test_start_arguments_are_validated(name, value):
             assert valid_seconds(monitor.memory_monitor_period)
             assert monitor.memory_monitor_period >= 0.1 and monitor.memory_monitor_period == value
         if name == "max_memory_usage" and value is not None:
-            assert isinstance(monitor.max_memory_usage, int) and monitor.max_memory_usage > 0
+            if monitor.max_memory_usage is None:       # as in the environment: no limit
+                assert isinstance(value, str) and not value.strip()
+            else:
+                assert isinstance(monitor.max_memory_usage, int) and monitor.max_memory_usage > 0
         if name == "print_blocking_reports" and value is not None:
             assert monitor.print_blocking_reports is bool(value) and value in (0, 1)
     finally:
