@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import os
+import select
 import sys
 
 TYPE_CHECKING = False
@@ -84,6 +85,43 @@ def _direct_fileno(stream: Any) -> Optional[int]:
     return _fileno(stream)
 
 
+# A piece of a report written through a stream's write(): at most this many
+# characters, so that its bytes (4 at most per character in UTF-8) fit in
+# PIPE_BUF (4096 on Linux), which a pipe with room takes whole.
+_PIECE = 1000
+
+
+def _pieces(data: str) -> list:
+    """``data`` cut into pieces of at most ``_PIECE`` characters, at line ends where it can be."""
+    pieces: list = []
+    current = ""
+    for line in data.splitlines(keepends=True):
+        while len(line) > _PIECE:
+            if current:
+                pieces.append(current)
+                current = ""
+            pieces.append(line[:_PIECE])
+            line = line[_PIECE:]
+        if len(current) + len(line) > _PIECE:
+            pieces.append(current)
+            current = ""
+        current += line
+    if current:
+        pieces.append(current)
+    return pieces
+
+
+def _wait_writable(fd: int) -> None:
+    """Wait, holding no lock, until ``fd`` takes a write without blocking (or errs). Never raises."""
+    try:
+        poller = select.poll()
+        poller.register(fd, select.POLLOUT)
+        while not poller.poll(1000):
+            pass
+    except Exception:
+        pass        # the write that follows reports what is wrong with the descriptor
+
+
 def _write_stream(stream: Any, data: str) -> None:
     stream.write(data)
     flush = getattr(stream, "flush", None)
@@ -120,17 +158,28 @@ def write(stream: Any, text: str) -> None:
         return
     fd = _direct_fileno(stream)
     if fd is None:
-        if _fileno(stream) is None:
+        fd = _fileno(stream)
+        if fd is None:
             # No descriptor, so no buffer lock of the io module that a fork
             # could copy held: no reason to make a fork wait for a slow stream.
             _write_stream(stream, data)
-        else:
+            return
+        # The stream's write() holds its buffer lock for as long as the
+        # descriptor makes it wait, and a fork meanwhile would copy that lock,
+        # held, into the child. So the text goes in pieces that the
+        # descriptor takes without waiting, each written under the gate only
+        # once poll() says there is room (a pipe then takes a piece of up to
+        # PIPE_BUF bytes whole); the waiting itself holds no lock. Whole
+        # lines stay together, as gevent's monitor prints line by line.
+        for piece in _pieces(data):
+            _wait_writable(fd)
             with _gated():
-                _write_stream(stream, data)
+                _write_stream(stream, piece)
         return
     # What the program left in the stream's buffer goes first. stderr is
     # line-buffered, so this rarely writes anything; the gate keeps a fork
     # from copying the buffer's lock while it does.
+    _wait_writable(fd)
     with _gated():
         try:
             stream.flush()
