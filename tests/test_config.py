@@ -115,8 +115,15 @@ def test_defaults(cfg):
 
 
 def test_module_instance_and_error_type():
-    assert isinstance(config, Config)
-    assert issubclass(ConfigError, ValueError)
+    import hubmon
+    assert hubmon.config is config and type(config) is Config
+    assert hubmon.ConfigError is ConfigError
+    # A program that catches ValueError catches a rejected setting.
+    before = config.max_blocking_time
+    with pytest.raises(ValueError) as info:
+        config.max_blocking_time = -1
+    assert type(info.value) is ConfigError
+    assert config.max_blocking_time == before
 
 
 def test_config_import_is_light():

@@ -492,12 +492,16 @@ def test_scopes_nest_inside_the_plugin_monitor():
     assert outcomes(result) == {"test_scopes_nest_inside_the_plugin_monitor": "PASSED"}
 
 
-def test_in_process_is_unaffected():
+def test_in_process_is_unaffected(request):
     """This very suite runs with the plugin loaded and off: nothing watches it."""
     import hubmon
-    if _plugin_installed():
-        assert "hubmon.pytest_plugin" in sys.modules
-    assert not any(type(getattr(s, "__self__", None)).__name__ == "_Watch"
+    from hubmon import pytest_plugin
+    plugin = request.config.pluginmanager.get_plugin("hubmon")
+    assert plugin is (pytest_plugin if _plugin_installed() else None)
+    # Off: no session-wide limit, this test not watched, no listener.
+    assert request.config.stash.get(pytest_plugin._session_limit_key, None) is None
+    assert pytest_plugin._watch_key not in request.node.stash
+    assert not any(isinstance(getattr(s, "__self__", None), pytest_plugin._Watch)
                    for s in hubmon.events.subscribers)
 
 
