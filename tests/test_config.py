@@ -9,7 +9,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import run_command
 from hubmon.config import Config, ConfigError, config
 
 ENV = {
@@ -126,7 +125,7 @@ def test_module_instance_and_error_type():
     assert config.max_blocking_time == before
 
 
-def test_config_import_is_light():
+def test_config_import_is_light(python):
     """config.py alone imports neither gevent nor typing nor signal (that waits for gil_signal)."""
     import hubmon.config  # noqa: F401  (hubmon.config is the settings object)
 
@@ -142,8 +141,7 @@ def test_config_import_is_light():
         "assert 'gevent' not in sys.modules\n"
         "print('ok')\n"
     )
-    env = {name: None for name in ENV.values()}      # run_command: None removes it
-    result = run_command([sys.executable, "-c", code], timeout=60, env=env)
+    result = python(["-c", code])        # none of the settings' variables
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
 
