@@ -7,15 +7,12 @@ section to the end and prints the Markdown table of the goals.
 from __future__ import annotations
 
 import os
-import sys
 
 import pytest
 
-from conftest import run_command
+from conftest import ROOT
 
 pytest.importorskip("gevent")
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 GOAL_ROWS = [
     "added cost per greenlet switch",
@@ -30,17 +27,13 @@ GOAL_ROWS = [
 
 
 @pytest.mark.timeout(215)
-def test_quick_run_prints_the_goals_table(tmp_path):
-    env = {"GEVENT_MONITOR_THREAD_ENABLE": None,      # run_command: None removes it
-           "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
+def test_quick_run_prints_the_goals_table(python, tmp_path):
     plot = tmp_path / "latency.png"
     page = tmp_path / "performance.rst"
     # A timeout raises conftest.ChildTimeout with every thread's stacks: gdb
     # and SIGABRT take up to 45 s more, within the test's 215 s.
-    proc = run_command(
-        [sys.executable, os.path.join(ROOT, "benchmarks", "run.py"), "--quick",
-         "--plot", str(plot), "--rst", str(page)],
-        cwd=str(tmp_path), env=env, timeout=160)
+    proc = python([os.path.join(ROOT, "benchmarks", "run.py"), "--quick",
+                   "--plot", str(plot), "--rst", str(page)], cwd=str(tmp_path), timeout=160)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     out = proc.stdout
     assert "| what | goal | hubmon | gevent's monitor | result |" in out

@@ -1,34 +1,15 @@
 """``python -m hubmon``: run, demo, --help; each case in a fresh interpreter."""
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
-from typing import Dict, Optional
 
 import pytest
 
-from conftest import run_command
+from conftest import ROOT
 from hubmon.config import Config
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SETTINGS = Config.describe()
-
-
-def hubmon_cli(*args: str, cwd: Path, env: Optional[Dict[str, str]] = None,
-               pythonpath: str = "", timeout: float = 60) -> subprocess.CompletedProcess:
-    """Run ``python -m hubmon *args`` in *cwd* with none of hubmon's variables set.
-
-    A timeout raises ``conftest.ChildTimeout`` with every thread's stacks.
-    """
-    full_env: Dict[str, Optional[str]] = {name: None for name in os.environ
-                                          if name.startswith(("GEVENT_", "HUBMON_"))}
-    full_env["PYTHONPATH"] = os.pathsep.join(filter(None, [pythonpath, ROOT]))
-    full_env.update(env or {})
-    return run_command([sys.executable, "-m", "hubmon", *args], cwd=str(cwd), env=full_env,
-                       timeout=timeout)
 
 
 def write(folder: Path, name: str, code: str) -> Path:
@@ -40,7 +21,7 @@ def write(folder: Path, name: str, code: str) -> Path:
 
 # -- run ---------------------------------------------------------------------
 
-def test_run_preserves_argv_main_and_exit_code_zero(tmp_path):
+def test_run_preserves_argv_main_and_exit_code_zero(python, tmp_path):
     write(tmp_path, "app/helper.py", "VALUE = 'sibling import works'\n")
     write(tmp_path, "app/show.py", """\
         import sys, helper
@@ -48,7 +29,8 @@ def test_run_preserves_argv_main_and_exit_code_zero(tmp_path):
         print("name", __name__)
         print(helper.VALUE)
     """)
-    proc = hubmon_cli("run", "app/show.py", "a", "-t", "3", "--report-to", "x", "--", cwd=tmp_path)
+    proc = python(["-m", "hubmon", "run", "app/show.py", "a", "-t", "3", "--report-to", "x", "--"],
+                  cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "argv ['app/show.py', 'a', '-t', '3', '--report-to', 'x', '--']" in proc.stdout
     assert "name __main__" in proc.stdout
@@ -56,33 +38,33 @@ def test_run_preserves_argv_main_and_exit_code_zero(tmp_path):
     assert proc.stderr == ""
 
 
-def test_run_preserves_sys_exit_code(tmp_path):
+def test_run_preserves_sys_exit_code(python, tmp_path):
     write(tmp_path, "exits.py", "import sys\nprint('before')\nsys.exit(3)\nprint('after')\n")
-    proc = hubmon_cli("run", "exits.py", cwd=tmp_path)
+    proc = python(["-m", "hubmon", "run", "exits.py"], cwd=tmp_path)
     assert proc.returncode == 3, proc.stderr
     assert proc.stdout == "before\n"
 
 
-def test_run_sys_exit_from_a_gevent_program(tmp_path):
+def test_run_sys_exit_from_a_gevent_program(python, tmp_path):
     pytest.importorskip("gevent")
     write(tmp_path, "exits.py", """\
         import sys, gevent
         gevent.sleep(0.01)
         sys.exit(3)
     """)
-    proc = hubmon_cli("run", "exits.py", cwd=tmp_path)
+    proc = python(["-m", "hubmon", "run", "exits.py"], cwd=tmp_path)
     assert proc.returncode == 3, proc.stderr
     assert "Fatal Python error" not in proc.stderr
 
 
-def test_run_uncaught_exception_prints_traceback_and_exits_1(tmp_path):
+def test_run_uncaught_exception_prints_traceback_and_exits_1(python, tmp_path):
     write(tmp_path, "fails.py", """\
         def load_settings():
             raise RuntimeError("no settings file")
 
         load_settings()
     """)
-    proc = hubmon_cli("run", "fails.py", cwd=tmp_path)
+    proc = python(["-m", "hubmon", "run", "fails.py"], cwd=tmp_path)
     assert proc.returncode == 1
     err = proc.stderr
     assert err.startswith("Traceback (most recent call last):\n"), err
@@ -92,7 +74,7 @@ def test_run_uncaught_exception_prints_traceback_and_exits_1(tmp_path):
     assert "runpy" not in err and "cli.py" not in err
 
 
-def test_run_uncaught_exception_goes_through_the_programs_excepthook(tmp_path):
+def test_run_uncaught_exception_goes_through_the_programs_excepthook(python, tmp_path):
     write(tmp_path, "hook.py", """\
         import sys
         def hook(kind, value, tb):
@@ -100,12 +82,12 @@ def test_run_uncaught_exception_goes_through_the_programs_excepthook(tmp_path):
         sys.excepthook = hook
         raise KeyError("k")
     """)
-    proc = hubmon_cli("run", "hook.py", cwd=tmp_path)
+    proc = python(["-m", "hubmon", "run", "hook.py"], cwd=tmp_path)
     assert proc.returncode == 1
     assert "hooked KeyError 'k' hook.py" in proc.stdout
 
 
-def test_run_module(tmp_path):
+def test_run_module(python, tmp_path):
     write(tmp_path, "pkg/__init__.py", "")
     write(tmp_path, "pkg/tool.py", """\
         import sys
@@ -113,13 +95,13 @@ def test_run_module(tmp_path):
         print("name", __name__)
         sys.exit(int(sys.argv[1]))
     """)
-    proc = hubmon_cli("run", "-m", "pkg.tool", "4", "-m", "x", cwd=tmp_path)
+    proc = python(["-m", "hubmon", "run", "-m", "pkg.tool", "4", "-m", "x"], cwd=tmp_path)
     assert proc.returncode == 4, proc.stderr
     assert "argv ['4', '-m', 'x'] True" in proc.stdout
     assert "name __main__" in proc.stdout
 
 
-def test_run_reports_one_block_naming_function_and_line(tmp_path):
+def test_run_reports_one_block_naming_function_and_line(python, tmp_path):
     pytest.importorskip("gevent")
     write(tmp_path, "blocker.py", """\
         import gevent, time
@@ -130,7 +112,7 @@ def test_run_reports_one_block_naming_function_and_line(tmp_path):
         gevent.spawn(slow_handler).join()
         print("done")
     """)
-    proc = hubmon_cli("run", "-t", "0.1", "blocker.py", cwd=tmp_path)
+    proc = python(["-m", "hubmon", "run", "-t", "0.1", "blocker.py"], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == "done\n"
     err = proc.stderr
@@ -142,19 +124,19 @@ def test_run_reports_one_block_naming_function_and_line(tmp_path):
     assert "(max_blocking_time 0.100 seconds)" in err
 
 
-def test_run_without_options_monitors_with_the_default_threshold(tmp_path):
+def test_run_without_options_monitors_with_the_default_threshold(python, tmp_path):
     pytest.importorskip("gevent")
     write(tmp_path, "blocker.py", """\
         import gevent, time
         gevent.spawn(time.sleep, 0.3).join()
     """)
-    proc = hubmon_cli("run", "blocker.py", cwd=tmp_path)
+    proc = python(["-m", "hubmon", "run", "blocker.py"], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr.count("appears to be blocked") == 1
     assert "(max_blocking_time 0.100 seconds)" in proc.stderr
 
 
-def test_run_options_set_the_settings(tmp_path):
+def test_run_options_set_the_settings(python, tmp_path):
     pytest.importorskip("gevent")
     write(tmp_path, "settings.py", """\
         import gevent, hubmon
@@ -166,8 +148,9 @@ def test_run_options_set_the_settings(tmp_path):
         print(c.monitor_thread, c.max_blocking_time, c.max_memory_usage,
               c.memory_monitor_period, c.report_to)
     """)
-    proc = hubmon_cli("run", "-t", "0.25", "--memory-max", "3GB", "--memory-period", "0.5",
-                      "--report-to", "logging", "settings.py", cwd=tmp_path)
+    proc = python(["-m", "hubmon", "run", "-t", "0.25", "--memory-max", "3GB",
+                   "--memory-period", "0.5", "--report-to", "logging", "settings.py"],
+                  cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     gb3 = 3 * 1024 ** 3
     assert proc.stdout.splitlines() == [
@@ -176,7 +159,7 @@ def test_run_options_set_the_settings(tmp_path):
     ]
 
 
-def test_run_report_to_logging(tmp_path):
+def test_run_report_to_logging(python, tmp_path):
     pytest.importorskip("gevent")
     write(tmp_path, "logs.py", """\
         import logging, gevent, time
@@ -185,7 +168,7 @@ def test_run_report_to_logging(tmp_path):
             time.sleep(0.3)
         gevent.spawn(handler).join()
     """)
-    proc = hubmon_cli("run", "--report-to", "logging", "logs.py", cwd=tmp_path)
+    proc = python(["-m", "hubmon", "run", "--report-to", "logging", "logs.py"], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr.count("appears to be blocked") == 1
     assert "LOG hubmon WARNING ====" in proc.stderr
@@ -204,9 +187,9 @@ def test_run_report_to_logging(tmp_path):
     ("--memory-period", "inf"),
     ("--report-to", "syslog"),
 ])
-def test_run_rejects_bad_option_values(tmp_path, option, value):
+def test_run_rejects_bad_option_values(python, tmp_path, option, value):
     write(tmp_path, "app.py", "print('the program ran')\n")
-    proc = hubmon_cli("run", option, value, "app.py", cwd=tmp_path)
+    proc = python(["-m", "hubmon", "run", option, value, "app.py"], cwd=tmp_path)
     assert proc.returncode == 2
     assert proc.stdout == ""
     last = proc.stderr.strip().splitlines()[-1]
@@ -214,18 +197,19 @@ def test_run_rejects_bad_option_values(tmp_path, option, value):
     assert option in last and repr(value) in last and "expected" in last
 
 
-def test_run_rejects_a_bad_environment_variable(tmp_path):
+def test_run_rejects_a_bad_environment_variable(python, tmp_path):
     write(tmp_path, "app.py", "print('the program ran')\n")
-    proc = hubmon_cli("run", "app.py", cwd=tmp_path, env={"HUBMON_REPORT_GREENLETS": "-3"})
+    proc = python(["-m", "hubmon", "run", "app.py"], cwd=tmp_path,
+                  env={"HUBMON_REPORT_GREENLETS": "-3"})
     assert proc.returncode == 2
     assert proc.stdout == ""
     assert "HUBMON_REPORT_GREENLETS='-3' is invalid" in proc.stderr
 
 
-def test_run_option_overrides_a_bad_environment_variable(tmp_path):
+def test_run_option_overrides_a_bad_environment_variable(python, tmp_path):
     write(tmp_path, "app.py", "import hubmon\nprint(hubmon.config.max_blocking_time)\n")
-    proc = hubmon_cli("run", "-t", "0.3", "app.py", cwd=tmp_path,
-                      env={"GEVENT_MAX_BLOCKING_TIME": "soon"})
+    proc = python(["-m", "hubmon", "run", "-t", "0.3", "app.py"], cwd=tmp_path,
+                  env={"GEVENT_MAX_BLOCKING_TIME": "soon"})
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == "0.3\n"
 
@@ -237,15 +221,15 @@ def test_run_option_overrides_a_bad_environment_variable(tmp_path):
     (("-m", "no_such_module_here"), "no module named 'no_such_module_here'"),
     (("--bogus", "app.py"), "unrecognized arguments: --bogus"),
 ])
-def test_run_usage_errors(tmp_path, args, message):
-    proc = hubmon_cli("run", *args, cwd=tmp_path)
+def test_run_usage_errors(python, tmp_path, args, message):
+    proc = python(["-m", "hubmon", "run", *args], cwd=tmp_path)
     assert proc.returncode == 2
     assert message in proc.stderr
     assert proc.stderr.startswith("usage: python -m hubmon")
 
 
-def test_no_command_is_a_usage_error(tmp_path):
-    proc = hubmon_cli(cwd=tmp_path)
+def test_no_command_is_a_usage_error(python, tmp_path):
+    proc = python(["-m", "hubmon"], cwd=tmp_path)
     assert proc.returncode == 2
     assert "a command is needed: run or demo" in proc.stderr
 
@@ -255,9 +239,9 @@ def test_no_command_is_a_usage_error(tmp_path):
 CULPRITS = ("sleepy_handler", "busy_handler", "crunching_handler")
 
 
-def test_demo_reports_three_blocks(tmp_path):
+def test_demo_reports_three_blocks(python, tmp_path):
     pytest.importorskip("gevent")
-    proc = hubmon_cli("demo", cwd=tmp_path, timeout=60)
+    proc = python(["-m", "hubmon", "demo"], cwd=tmp_path, timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     out, err = proc.stdout, proc.stderr
     headers = [line for line in err.splitlines() if "appears to be blocked" in line]
@@ -286,25 +270,25 @@ def test_demo_reports_three_blocks(tmp_path):
     assert "Done: hubmon reported each of the 3 blocks once" in out
 
 
-def test_demo_threshold_option(tmp_path):
+def test_demo_threshold_option(python, tmp_path):
     pytest.importorskip("gevent")
-    proc = hubmon_cli("demo", "-t", "0.2", cwd=tmp_path, timeout=60)
+    proc = python(["-m", "hubmon", "demo", "-t", "0.2"], cwd=tmp_path, timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stderr.count("appears to be blocked") == 3
     assert proc.stderr.count("(max_blocking_time 0.200 seconds)") == 3
     assert "max_blocking_time = 0.2 s" in proc.stdout
 
 
-def test_demo_rejects_a_bad_threshold(tmp_path):
-    proc = hubmon_cli("demo", "-t", "zero", cwd=tmp_path)
+def test_demo_rejects_a_bad_threshold(python, tmp_path):
+    proc = python(["-m", "hubmon", "demo", "-t", "zero"], cwd=tmp_path)
     assert proc.returncode == 2
     assert "argument -t/--max-blocking-time: invalid value 'zero'" in proc.stderr
 
 
-def test_demo_without_gevent_says_how_to_install_it(tmp_path):
+def test_demo_without_gevent_says_how_to_install_it(python, tmp_path):
     # A gevent package that cannot be imported hides the real one.
     write(tmp_path, "hide/gevent/__init__.py", "raise ImportError('No module named gevent')\n")
-    proc = hubmon_cli("demo", cwd=tmp_path, pythonpath=str(tmp_path / "hide"))
+    proc = python(["-m", "hubmon", "demo"], cwd=tmp_path, pythonpath=[str(tmp_path / "hide")])
     assert proc.returncode == 1
     assert "pip install hubmon[gevent]" in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -313,8 +297,8 @@ def test_demo_without_gevent_says_how_to_install_it(tmp_path):
 # -- help --------------------------------------------------------------------
 
 @pytest.mark.parametrize("command", [(), ("run",), ("demo",)])
-def test_help_documents_the_environment(tmp_path, command):
-    proc = hubmon_cli(*command, "--help", cwd=tmp_path)
+def test_help_documents_the_environment(python, tmp_path, command):
+    proc = python(["-m", "hubmon", *command, "--help"], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     text = proc.stdout
     assert text.startswith("usage: python -m hubmon")
@@ -323,23 +307,23 @@ def test_help_documents_the_environment(tmp_path, command):
         assert "hubmon.config.%s" % setting["name"] in text
 
 
-def test_main_help_lists_the_commands(tmp_path):
-    text = hubmon_cli("--help", cwd=tmp_path).stdout
+def test_main_help_lists_the_commands(python, tmp_path):
+    text = python(["-m", "hubmon", "--help"], cwd=tmp_path).stdout
     assert "\n    run " in text and "\n    demo " in text
 
 
-def test_run_help_documents_every_option(tmp_path):
-    text = hubmon_cli("run", "--help", cwd=tmp_path).stdout
+def test_run_help_documents_every_option(python, tmp_path):
+    text = python(["-m", "hubmon", "run", "--help"], cwd=tmp_path).stdout
     for option in ("-t SECONDS, --max-blocking-time SECONDS", "--memory-max SIZE",
                    "--memory-period SECONDS", "--report-to {stream,logging}", "\n  -m ",
                    "script.py | module", "exit status"):
         assert option in text
 
 
-def test_version(tmp_path):
+def test_version(python, tmp_path):
     import hubmon
 
-    proc = hubmon_cli("--version", cwd=tmp_path)
+    proc = python(["-m", "hubmon", "--version"], cwd=tmp_path)
     assert proc.returncode == 0
     assert proc.stdout.strip() == "hubmon %s" % hubmon.__version__
 
@@ -349,10 +333,10 @@ def test_version(tmp_path):
 EXAMPLES = Path(ROOT) / "docs" / "examples"
 
 
-def test_docs_logging_example(tmp_path):
+def test_docs_logging_example(python, tmp_path):
     pytest.importorskip("gevent")
-    proc = hubmon_cli("run", "--report-to", "logging", str(EXAMPLES / "logging_example.py"),
-                      cwd=tmp_path)
+    proc = python(["-m", "hubmon", "run", "--report-to", "logging",
+                   str(EXAMPLES / "logging_example.py")], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     err = proc.stderr
     assert err.count("WARNING hubmon: =====") == 1
@@ -361,10 +345,10 @@ def test_docs_logging_example(tmp_path):
     assert "blockages 1" in err and "<=0.5s: 1" in err
 
 
-def test_docs_prometheus_example(tmp_path):
+def test_docs_prometheus_example(python, tmp_path):
     pytest.importorskip("gevent")
     pytest.importorskip("prometheus_client")
-    proc = hubmon_cli("run", str(EXAMPLES / "prometheus_export.py"), cwd=tmp_path)
+    proc = python(["-m", "hubmon", "run", str(EXAMPLES / "prometheus_export.py")], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
     assert "# TYPE hubmon_hub_blocking_seconds histogram" in out

@@ -1,7 +1,6 @@
 """Tests of hubmon.config: environment parsing, validation in code, caching and reload."""
 import math
 import signal
-import sys
 from decimal import Decimal
 from fractions import Fraction
 
@@ -9,7 +8,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import run_command
 from hubmon.config import Config, ConfigError, config
 
 ENV = {
@@ -115,8 +113,15 @@ def test_defaults(cfg):
 
 
 def test_module_instance_and_error_type():
-    assert isinstance(config, Config)
-    assert issubclass(ConfigError, ValueError)
+    import hubmon
+    assert hubmon.config is config and type(config) is Config
+    assert hubmon.ConfigError is ConfigError
+    # A program that catches ValueError catches a rejected setting.
+    before = config.max_blocking_time
+    with pytest.raises(ValueError) as info:
+        config.max_blocking_time = -1
+    assert type(info.value) is ConfigError
+    assert config.max_blocking_time == before
 
 
 # What ``import hubmon`` must not bring in: gevent (the program decides), and
@@ -126,7 +131,7 @@ HEAVY_AT_IMPORT = {"gevent", "typing", "logging", "traceback", "linecache", "tok
                    "importlib.abc", "importlib.util", "signal", "psutil", "pathlib"}
 
 
-def test_import_is_light():
+def test_import_is_light(python):
     """``import hubmon`` imports none of HEAVY_AT_IMPORT, and reading every setting adds none."""
     code = (
         "import sys\n"
@@ -139,8 +144,7 @@ def test_import_is_light():
         "assert not heavy, sorted(heavy)\n"
         "print('ok')\n"
     ) % (HEAVY_AT_IMPORT,)
-    env = {name: None for name in ENV.values()}      # run_command: None removes it
-    result = run_command([sys.executable, "-c", code], timeout=60, env=env)
+    result = python(["-c", code])        # none of the settings' variables
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
 

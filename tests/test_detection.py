@@ -18,14 +18,8 @@ def kinds():
 ENV = {"GEVENT_MONITOR_THREAD_ENABLE": "true", "GEVENT_MAX_BLOCKING_TIME": "0.1"}
 
 
-def run(python, body):
-    proc = python(PRELUDE + body, env=ENV)
-    assert proc.returncode == 0, proc.stderr
-    return proc
-
-
 def test_time_sleep_is_reported_once_naming_the_culprit(python):
-    proc = run(python, """
+    proc = python(PRELUDE + """
 def handler():
     time.sleep(0.5)
 gevent.spawn(handler).join()
@@ -37,7 +31,8 @@ print('duration', blocked.duration, blocked.blocking_time)
 print('unblocked', seen[1].duration)
 m = gevent.get_hub().periodic_monitoring_thread
 print('stats', m.stats()['blocks'], m.stats()['longest_block'] > 0.4)
-""")
+""", env=ENV)
+    assert proc.returncode == 0, proc.stderr
     out = proc.stdout
     assert "['EventLoopBlocked', 'EventLoopUnblocked']" in out
     assert "handler" in out.split("greenlet", 1)[1].splitlines()[0]
@@ -51,7 +46,7 @@ print('stats', m.stats()['blocks'], m.stats()['longest_block'] > 0.4)
 
 
 def test_cpu_loop_is_reported(python):
-    proc = run(python, """
+    proc = python(PRELUDE + """
 def spin():
     end = time.perf_counter() + 0.5
     n = 0
@@ -60,13 +55,14 @@ def spin():
 gevent.spawn(spin).join()
 gevent.sleep(0.05)
 print(kinds())
-""")
+""", env=ENV)
+    assert proc.returncode == 0, proc.stderr
     assert "['EventLoopBlocked', 'EventLoopUnblocked']" in proc.stdout
     assert "in spin" in proc.stderr
 
 
 def test_hub_starved_by_switching_between_other_greenlets_is_reported(python):
-    proc = run(python, """
+    proc = python(PRELUDE + """
 import greenlet
 end = time.perf_counter() + 0.5
 def ping():
@@ -84,13 +80,14 @@ gevent.spawn(starve).join()
 gevent.sleep(0.05)
 print(kinds())
 print(gevent.get_hub().periodic_monitoring_thread.stats()['switches'] > 1000)
-""")
+""", env=ENV)
+    assert proc.returncode == 0, proc.stderr
     assert "['EventLoopBlocked', 'EventLoopUnblocked']" in proc.stdout
     assert "True" in proc.stdout
 
 
 def test_switching_to_the_hub_every_half_threshold_is_never_reported(python):
-    proc = run(python, """
+    proc = python(PRELUDE + """
 last = [time.perf_counter()]
 longest = [0.0]
 def busy():
@@ -106,7 +103,8 @@ def busy():
 gevent.joinall([gevent.spawn(busy), gevent.spawn(busy)])
 print(kinds(), gevent.get_hub().periodic_monitoring_thread.stats()['hub_switches'] > 20)
 print('LONGEST %.3f' % longest[0])
-""")
+""", env=ENV)
+    assert proc.returncode == 0, proc.stderr
     longest = float(proc.stdout.split("LONGEST ")[1].split()[0])
     if longest >= 0.1:
         # Two busy greenlets of 30 ms each go through the hub every 60 ms,
@@ -118,7 +116,7 @@ print('LONGEST %.3f' % longest[0])
 
 
 def test_hub_waiting_for_io_is_never_reported(python):
-    proc = run(python, """
+    proc = python(PRELUDE + """
 import gevent.socket as socket
 a, b = socket.socketpair()
 def reader():
@@ -127,28 +125,31 @@ g = gevent.spawn(reader)
 gevent.sleep(0.6)          # the hub waits in its loop: nothing runs
 b.sendall(b'x')
 print(g.get(), kinds())
-""")
+""", env=ENV)
+    assert proc.returncode == 0, proc.stderr
     assert "b'x' []" in proc.stdout
 
 
 def test_long_block_is_reported_once_not_per_period(python):
-    proc = run(python, """
+    proc = python(PRELUDE + """
 gevent.spawn(time.sleep, 1.2).join()
 gevent.sleep(0.05)
 print(kinds(), gevent.get_hub().periodic_monitoring_thread.stats()['blocks'])
-""")
+""", env=ENV)
+    assert proc.returncode == 0, proc.stderr
     assert "['EventLoopBlocked', 'EventLoopUnblocked'] 1" in proc.stdout
     assert proc.stderr.count("appears to be blocked") == 1
 
 
 def test_two_blockages_are_two_reports(python):
-    proc = run(python, """
+    proc = python(PRELUDE + """
 gevent.spawn(time.sleep, 0.4).join()
 gevent.sleep(0.1)
 gevent.spawn(time.sleep, 0.4).join()
 gevent.sleep(0.1)
 print(kinds(), gevent.get_hub().periodic_monitoring_thread.stats()['blocks'])
-""")
+""", env=ENV)
+    assert proc.returncode == 0, proc.stderr
     assert "['EventLoopBlocked', 'EventLoopUnblocked', 'EventLoopBlocked', 'EventLoopUnblocked'] 2" in proc.stdout
 
 
@@ -164,19 +165,20 @@ print(kinds(), len(seen[0].info) > 5)
 
 
 def test_subscriber_may_change_the_report_before_it_prints(python):
-    proc = run(python, """
+    proc = python(PRELUDE + """
 def edit(event):
     if isinstance(event, events.EventLoopBlocked):
         event.info.append('EDITED BY SUBSCRIBER')
 events.subscribers.insert(0, edit)
 gevent.spawn(time.sleep, 0.4).join()
 gevent.sleep(0.05)
-""")
+""", env=ENV)
+    assert proc.returncode == 0, proc.stderr
     assert "EDITED BY SUBSCRIBER" in proc.stderr
 
 
 def test_raising_subscriber_is_reported_and_others_still_run(python):
-    proc = run(python, """
+    proc = python(PRELUDE + """
 def bad(event):
     raise RuntimeError('subscriber failure')
 events.subscribers.insert(0, bad)
@@ -185,7 +187,8 @@ gevent.sleep(0.05)
 gevent.spawn(time.sleep, 0.4).join()
 gevent.sleep(0.05)
 print(kinds())
-""")
+""", env=ENV)
+    assert proc.returncode == 0, proc.stderr
     assert proc.stdout.count("EventLoopBlocked") == 2
     assert "subscriber failure" in proc.stderr
     assert proc.stderr.count("appears to be blocked") == 2

@@ -73,4 +73,4 @@ def test_exit_scenario_many_times(name):
 def test_exit_codes_match_the_program_without_hubmon():
     for name, (body, expected) in SCENARIOS.items():
         code, _ = one_run(COMMON + body)
-        assert code == expected, name
+        assert code == expected, (name, _)

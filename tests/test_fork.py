@@ -11,7 +11,12 @@ CHILD_BLOCKS = """
 def child_work():
     seen.clear()
     gevent.spawn(spin, 0.4).join()
-    gevent.sleep(0.05)
+    # The events come from the native thread once it has the GIL: on a busy
+    # machine, later than the hub's next run. EventLoopUnblocked comes last.
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not any(
+            isinstance(e, events.EventLoopUnblocked) for e in seen):
+        gevent.sleep(0.01)
     blocked = [e for e in seen if isinstance(e, events.EventLoopBlocked)]
     sys.stderr.write('CHILD %d reports=%d native=%s\\n' % (os.getpid(), len(blocked), hubmon._core.sampler_native_id() > 0))
     sys.stderr.flush()

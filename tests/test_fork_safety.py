@@ -1,17 +1,7 @@
 """fork() in every form never hangs a child or reports a child's pre-exec code."""
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import tempfile
-import textwrap
-import threading
-import time
-
 import pytest
-
-from conftest import ROOT
 
 pytest.importorskip("gevent")
 
@@ -62,40 +52,17 @@ print('HUNG', hung, flush=True)
 
 
 @pytest.mark.parametrize("stream", ["stderr", "file"])
-def test_fork_while_reports_are_written_to_a_slow_buffered_stderr_never_hangs_a_child(stream):
+def test_fork_while_reports_are_written_to_a_slow_buffered_stderr_never_hangs_a_child(
+        python, stream):
     # PYTHONUNBUFFERED is unset, as for users: stderr is a buffered text
-    # stream. The reader drains it slowly, so writes wait for the pipe.
+    # stream. The reader drains it slowly (8 KiB every 20 ms), so writes
+    # wait for the pipe.
     forks = 40
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
-    env.update(ENV, PYTHONPATH=ROOT, PYTHONFAULTHANDLER="1")
-    with tempfile.TemporaryDirectory() as folder:
-        script = os.path.join(folder, "forks.py")
-        with open(script, "w") as f:
-            f.write(textwrap.dedent("FORKS = %d\nSTREAM = %r\n" % (forks, stream)
-                                    + FORKS_WHILE_REPORTING))
-        proc = subprocess.Popen([sys.executable, script], env=env, cwd=folder,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        chunks = []
-
-        def slow_reader():
-            while True:
-                data = proc.stderr.read1(8192)
-                if not data:
-                    return
-                chunks.append(data)
-                time.sleep(0.02)
-        reader = threading.Thread(target=slow_reader, daemon=True)
-        reader.start()
-        out = proc.stdout.read()        # stderr is the slow reader's alone
-        try:
-            proc.wait(timeout=600)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            raise
-        reader.join(30)
-    err = b"".join(chunks).decode(errors="replace")
+    proc = python("FORKS = %d\nSTREAM = %r\n" % (forks, stream) + FORKS_WHILE_REPORTING,
+                  env=ENV, stderr_pace=0.02, timeout=600)
+    out, err = proc.stdout, proc.stderr
     assert proc.returncode == 0, err[-3000:]
-    assert b"HUNG 0" in out, (out, err[-3000:])
+    assert "HUNG 0" in out, (out, err[-3000:])
     assert err.count("says hello") == forks
     assert "appears to be blocked" in err
 

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
+import sys
 import time
 
 import pytest
@@ -43,7 +45,9 @@ def test_a_hang_is_reported_with_every_threads_stacks():
         run_python(HANGS, timeout=5)
     took = time.monotonic() - start
     error = info.value
-    assert isinstance(error, subprocess.TimeoutExpired) and isinstance(error, Exception)
+    assert isinstance(error, subprocess.TimeoutExpired)        # what callers catch
+    assert error.timeout == 5 and error.cmd[0] == sys.executable
+    assert error.returncode == -signal.SIGABRT                 # faulthandler, then the signal
     text = str(error)
     assert "timed out after 5 seconds" in text and "scenario.py" in text
     assert "both threads wait" in text                      # the child's stdout

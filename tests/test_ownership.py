@@ -122,12 +122,10 @@ except hubmon.ConfigError as error:
     assert "ERROR %s=%r is invalid" % (variable, value) in proc.stdout, proc.stdout + proc.stderr
 
 
-def test_the_cli_validates_every_setting(tmp_path):
-    from conftest import ROOT, run_command
+def test_the_cli_validates_every_setting(python, tmp_path):
     script = tmp_path / "program.py"
     script.write_text("print('ran')\n")
-    proc = run_command([sys.executable, "-m", "hubmon", "run", str(script)],
-                       env={"HUBMON_REPORT_TO": "bogus", "PYTHONPATH": ROOT})
+    proc = python(["-m", "hubmon", "run", str(script)], env={"HUBMON_REPORT_TO": "bogus"})
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "HUBMON_REPORT_TO='bogus' is invalid" in proc.stderr
     assert "ran" not in proc.stdout

@@ -9,16 +9,12 @@ sleep, or sleep in gevent's hub.
 """
 from __future__ import annotations
 
-import os
-import sys
 
 import pytest
 
 from conftest import run_pytest
 
 pytest_plugins = ["pytester"]
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 BLOCKING = """
 import time
@@ -43,15 +39,14 @@ def run(pytester, monkeypatch):
     """Run pytest on the files made with ``pytester``; returns the RunResult."""
     for name in ("GEVENT_MONITOR_THREAD_ENABLE", "GEVENT_MAX_BLOCKING_TIME", "PYTEST_ADDOPTS"):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("PYTHONPATH", ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
     extra = () if _plugin_installed() else ("-p", "hubmon.pytest_plugin")
     pytester.makepyfile(blocking=BLOCKING)
 
-    def run(*args, subprocess=True):
+    def run(*args, subprocess=True, env=None):
         if not subprocess:  # for runs that end before any test
             return pytester.runpytest_inprocess(*extra, "-p", "no:cacheprovider", *args)
         return run_pytest(pytester, *extra, "-p", "no:cacheprovider", "-rA", *args,
-                          timeout=180)
+                          env=env, timeout=180)
     return run
 
 
@@ -286,7 +281,7 @@ def test_positional():
     assert "max_blocking_time=-1) is invalid" in text
     assert "unknown keywords max_blocking_tim" in text
     assert "keywords only" in text
-    result = run_pytest(pytester, "--markers", timeout=180)
+    result = run("--markers")
     result.stdout.fnmatch_lines(["*@pytest.mark.hubmon(max_blocking_time=None, allow_blocking=False)*"])
 
 
@@ -428,9 +423,7 @@ def test_nothing_left_behind():
     assert "handler" in result.stdout.str()
 
 
-def test_monitors_already_running_get_the_limit_and_get_it_back(pytester, run, monkeypatch):
-    monkeypatch.setenv("GEVENT_MONITOR_THREAD_ENABLE", "1")
-    monkeypatch.setenv("GEVENT_MAX_BLOCKING_TIME", "5")
+def test_monitors_already_running_get_the_limit_and_get_it_back(pytester, run):
     pytester.makeconftest("""
 import time
 
@@ -467,7 +460,8 @@ def hub_used_in_setup():
 def test_slow_start(hub_used_in_setup):
     gevent.sleep(0)
 """)
-    result = run("--hubmon-max-blocking-time=0.1")
+    result = run("--hubmon-max-blocking-time=0.1",
+                 env={"GEVENT_MONITOR_THREAD_ENABLE": "1", "GEVENT_MAX_BLOCKING_TIME": "5"})
     assert outcomes(result) == {"test_start_the_hub": "PASSED", "test_blocks": "FAILED",
                                 "test_limit_is_back": "PASSED", "test_slow_start": "PASSED"}
 
@@ -492,17 +486,20 @@ def test_scopes_nest_inside_the_plugin_monitor():
     assert outcomes(result) == {"test_scopes_nest_inside_the_plugin_monitor": "PASSED"}
 
 
-def test_in_process_is_unaffected():
+def test_in_process_is_unaffected(request):
     """This very suite runs with the plugin loaded and off: nothing watches it."""
     import hubmon
-    if _plugin_installed():
-        assert "hubmon.pytest_plugin" in sys.modules
-    assert not any(type(getattr(s, "__self__", None)).__name__ == "_Watch"
+    from hubmon import pytest_plugin
+    plugin = request.config.pluginmanager.get_plugin("hubmon")
+    assert plugin is (pytest_plugin if _plugin_installed() else None)
+    # Off: no session-wide limit, this test not watched, no listener.
+    assert request.config.stash.get(pytest_plugin._session_limit_key, None) is None
+    assert pytest_plugin._watch_key not in request.node.stash
+    assert not any(isinstance(getattr(s, "__self__", None), pytest_plugin._Watch)
                    for s in hubmon.events.subscribers)
 
 
-def test_a_bad_setting_is_a_usage_error_naming_it(run, monkeypatch):
-    monkeypatch.setenv("HUBMON_REPORT_TO", "bogus")
-    result = run("--hubmon-max-blocking-time=0.1")
+def test_a_bad_setting_is_a_usage_error_naming_it(run):
+    result = run("--hubmon-max-blocking-time=0.1", env={"HUBMON_REPORT_TO": "bogus"})
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert "HUBMON_REPORT_TO='bogus' is invalid" in result.stderr.str()

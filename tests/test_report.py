@@ -9,7 +9,6 @@ import io
 import os
 import re
 import sys
-import textwrap
 import threading
 import time
 
@@ -19,7 +18,6 @@ import gevent.local
 import greenlet
 import pytest
 
-from conftest import run_command
 from hubmon import report
 
 HERE = os.path.abspath(__file__)
@@ -539,19 +537,8 @@ def test_report_from_another_thread_does_not_touch_its_greenlets():
 # Fresh interpreters
 # ---------------------------------------------------------------------------
 
-def _run_python(code):
-    package_parent = os.path.dirname(os.path.dirname(
-        os.path.abspath(report.__file__)))
-    env = {'PYTHONPATH': os.pathsep.join(
-        [package_parent] + [p for p in os.environ.get('PYTHONPATH', '').split(
-            os.pathsep) if p])}
-    # A timeout raises conftest.ChildTimeout with every thread's stacks.
-    return run_command([sys.executable, '-c', textwrap.dedent(code)],
-                       env=env, timeout=60)
-
-
-def test_plain_greenlets_without_gevent():
-    result = _run_python('''
+def test_plain_greenlets_without_gevent(python):
+    result = python('''
         import sys, threading
         import greenlet
         import hubmon.report as report
@@ -601,11 +588,11 @@ def test_plain_greenlets_without_gevent():
             ' (max_blocking_time 0.125 seconds)') in blocked
     assert '<Named parent> <== BLOCKED' in blocked
     assert '... and 1 more greenlets, by what they run:' in blocked
-    assert '    1 in child_run (<string>:' in blocked
+    assert '    1 in child_run (scenario.py:' in blocked
 
 
-def test_names_under_monkey_patching():
-    result = _run_python('''
+def test_names_under_monkey_patching(python):
+    result = python('''
         from gevent import monkey
         monkey.patch_all()
         import threading
