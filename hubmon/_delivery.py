@@ -31,7 +31,7 @@ if TYPE_CHECKING:  # typing costs milliseconds at import; annotations stay strin
     from typing import Any, Callable
 
 from . import _output
-from ._threads import end_forked_child, mark_own_thread, real_lock, start_thread
+from ._threads import end_forked_child, mark_own_thread, real_lock, real_sleep, start_thread
 
 __all__ = ["Flag", "events", "printer", "shutdown"]
 
@@ -75,6 +75,18 @@ class Worker:
         self._ended: Any = None
         self._closed = False
         self._starting = real_lock()
+        # Jobs posted and not yet finished, under their own real lock.
+        self._pending = 0
+        self._pending_lock = real_lock()
+
+    @property
+    def idle(self) -> bool:
+        """Whether every job posted in this process has finished."""
+        return self._pending == 0 or not self.started
+
+    def _count(self, delta: int) -> None:
+        with self._pending_lock:
+            self._pending += delta
 
     @property
     def started(self) -> bool:
@@ -91,6 +103,7 @@ class Worker:
                 if self._queue is None or self._pid != os.getpid():
                     self._start()
                 queue = self._queue
+        self._count(1)
         queue.put((job, args))
         return True
 
@@ -120,6 +133,7 @@ class Worker:
                     job(*args)
                 except BaseException:
                     _output.write_error("error in hubmon's %s thread, in %s" % (self.name, _name(job)))
+                self._count(-1)
                 end_forked_child(pid)
                 del item, job, args
         finally:
@@ -140,6 +154,7 @@ class Worker:
         if timeout <= 0:
             return False
         drained = Flag()
+        self._count(1)
         self._queue.put((drained.set, ()))
         return drained.wait(timeout)
 
@@ -149,6 +164,8 @@ class Worker:
         self._pid = 0
         self._ended = None
         self._starting = real_lock()
+        self._pending = 0
+        self._pending_lock = real_lock()
 
 
 def _nothing() -> None:
@@ -176,19 +193,22 @@ EXIT_PATIENCE = 1.0
 
 
 def drain(timeout: float = 5.0) -> bool:
-    """Wait until the jobs queued now in both threads have run (``timeout`` seconds at most).
+    """Wait until both threads have run every job posted so far, and the
+    native thread hands Python no event (``timeout`` seconds at most).
 
-    Returns whether they did. For tests: events fire in hubmon's events
-    thread, a little after the native thread detects what they tell.
+    Returns whether they did; with ``timeout`` 0, whether they have.
+    Events fire in hubmon's events thread, a little after the native thread
+    detects what they tell, and a detected block may still be waiting for
+    the GIL to be captured.
     """
+    from . import _core
     deadline = time.monotonic() + timeout
-    for worker in (events, printer):
-        if not worker.started:
-            continue
-        done = Flag()
-        if worker.post(done.set) and not done.wait(max(0.0, deadline - time.monotonic())):
+    while True:
+        if not _core.sampler_dispatching() and events.idle and printer.idle:
+            return True
+        if time.monotonic() >= deadline:
             return False
-    return True
+        real_sleep(0.002)
 
 
 def drop_gevent_hub() -> None:

@@ -99,18 +99,27 @@ class MemoryUsageUnderThreshold(_MemoryEvent):
 
 
 def wait_for_delivery(timeout: float = 5.0) -> bool:
-    """Wait until the events and reports hubmon has queued so far are delivered.
+    """Wait until every event hubmon has detected so far is delivered and every report written.
 
-    Subscribers run, and reports are written, in hubmon's own threads, a
-    little after the native thread detects what they tell. A test that
-    blocks a hub and then checks what its subscriber saw calls this first.
-    ``timeout`` is in seconds; returns False when the queued work did not
-    finish in time (a subscriber still runs, say). Raises ConfigError (a
-    ValueError) for a ``timeout`` that is not seconds from 0 to 86400.
+    The native thread detects a block without the GIL, captures its report
+    once it has the GIL, and hands the events to hubmon's events thread and
+    the report to its printer thread. A test that blocks a hub and then
+    checks what its subscriber saw calls this first. ``timeout`` is in
+    seconds; returns False when that work did not all finish in time (a
+    subscriber still runs, the blocked thread still holds the GIL), True
+    when it did; ``wait_for_delivery(0)`` tells, without waiting, whether
+    it has. Raises :class:`~hubmon.ConfigError` (a ValueError) for a
+    ``timeout`` that is not seconds from 0 to 86400, and RuntimeError when
+    called in one of hubmon's own threads (a subscriber), which would wait
+    for itself.
     """
     from . import _delivery
+    from ._threads import is_own_thread
     from ._values import TIMEOUT
     seconds = TIMEOUT.from_code(timeout, "timeout")
+    if is_own_thread():
+        raise RuntimeError("wait_for_delivery() cannot be called in hubmon's own threads "
+                           "(a subscriber or a monitoring function): it would wait for itself")
     return _delivery.drain(seconds)
 
 

@@ -164,6 +164,7 @@ void hm_sampler_resume(void);
 int hm_sampler_start(void);
 void hm_sampler_shutdown(void);
 int hm_sampler_is_running(void);
+int hm_sampler_dispatching_get(void);
 int hm_sampler_is_shut_down(void);
 long hm_sampler_native_id_get(void);
 int hm_sampler_is_stopping(void);

@@ -84,6 +84,20 @@ core_sampler_running(PyObject *module, PyObject *unused)
     return PyBool_FromLong(hm_sampler_is_running());
 }
 
+PyDoc_STRVAR(sampler_dispatching_doc,
+"sampler_dispatching() -> int\n--\n\n"
+"How many events the native thread has decided and not yet handed to\n"
+"Python (it may be waiting for the GIL): 0 when none.");
+
+static PyObject *
+core_sampler_dispatching(PyObject *module, PyObject *unused)
+{
+    (void)module;
+    (void)unused;
+    /* The lock order (the GIL, then hubmon's lock) allows this. */
+    return PyLong_FromLong(hm_sampler_dispatching_get());
+}
+
 PyDoc_STRVAR(sampler_native_id_doc,
 "sampler_native_id() -> int\n--\n\n"
 "The kernel thread id of the native thread, or 0 when it does not run.");
@@ -376,6 +390,7 @@ static PyMethodDef module_methods[] = {
     {"after_fork_child", core_after_fork_child, METH_NOARGS, after_fork_child_doc},
     {"set_event_handler", core_set_event_handler, METH_O, set_event_handler_doc},
     {"sampler_running", core_sampler_running, METH_NOARGS, sampler_running_doc},
+    {"sampler_dispatching", core_sampler_dispatching, METH_NOARGS, sampler_dispatching_doc},
     {"sampler_native_id", core_sampler_native_id, METH_NOARGS, sampler_native_id_doc},
     {"sampler_period", core_sampler_period, METH_NOARGS, sampler_period_doc},
     {"set_memory_watch", core_set_memory_watch, METH_VARARGS, set_memory_watch_doc},

@@ -68,6 +68,7 @@ static struct {
     double mem_next;
     int mem_exceeded;
     int mem_pending;
+    int dispatching;            /* events decided and not yet answered */
 } S;
 
 /* Returns the CLOCK_MONOTONIC time in seconds (the clock of time.monotonic()
@@ -511,6 +512,10 @@ sampler_main(void *unused)
         int more = 0;
         int count = collect_events(hm_clock_now(), events, &more);
         if (count > 0) {
+            /* Set under the same hold of the lock that decided the events:
+               whoever sees their effect on a record (its blocks count) sees
+               them in flight too, until the outcomes are applied. */
+            S.dispatching = count;
             pthread_mutex_unlock(&hm_sampler_lock);
             for (int i = 0; i < count; i++) {
                 outcomes[i] = hm_callback_dispatch(&events[i]);
@@ -519,6 +524,7 @@ sampler_main(void *unused)
             for (int i = 0; i < count; i++) {
                 apply_outcome(&events[i], outcomes[i]);
             }
+            S.dispatching = 0;
             if (more) {
                 continue;
             }
@@ -852,6 +858,17 @@ hm_sampler_is_running(void)
     return running;
 }
 
+/* How many events the native thread has decided and is handing to Python
+   (or waiting for the GIL to hand): 0 when none. Needs nothing. */
+int
+hm_sampler_dispatching_get(void)
+{
+    pthread_mutex_lock(&hm_sampler_lock);
+    int dispatching = S.dispatching;
+    pthread_mutex_unlock(&hm_sampler_lock);
+    return dispatching;
+}
+
 /* Whether hubmon has shut down for good. Needs nothing. */
 int
 hm_sampler_is_shut_down(void)
@@ -936,6 +953,7 @@ hm_sampler_atfork_child(void)
     pthread_mutex_unlock(&hm_sampler_lock);
     S.thread_exists = 0;
     S.stop_requested = 0;
+    S.dispatching = 0;
     S.native_id = 0;
     atomic_store(&hm_dozing, 0);
     atomic_store(&hm_resume_pending, 0);

@@ -312,3 +312,61 @@ def test_wait_for_delivery_waits_for_the_subscribers_of_a_detected_block():
 def test_wait_for_delivery_rejects_a_bad_timeout(bad):
     with pytest.raises(hubmon.ConfigError, match="timeout="):
         hubmon.events.wait_for_delivery(bad)
+
+
+def test_wait_for_delivery_covers_a_block_still_being_captured(collected):
+    # The report of this block takes 0.4 s to capture (the repr of a
+    # suspended greenlet sleeps): the block is over and counted before its
+    # events exist. Waiting for delivery waits for the capture too.
+    class SlowRepr(greenlet.greenlet):
+        def __repr__(self):
+            time.sleep(0.4)
+            return "<slow>"
+
+    waiting = SlowRepr(lambda: waiting.parent.switch())
+    waiting.switch()                    # suspended: the report shows it
+
+    def culprit():
+        time.sleep(0.3)
+
+    scheduler = Scheduler()
+    scheduler.spawn(culprit)
+    with hubmon.start(scheduler.hub, max_blocking_time=0.1, print_blocking_reports=False) as monitor:
+        scheduler.run()
+        assert wait_for(lambda: monitor.stats()["blocks"] == 1)
+        assert hubmon.events.wait_for_delivery(10) is True
+        assert [type(e).__name__ for e in collected][:1] == ["EventLoopBlocked"]
+
+
+def test_wait_for_delivery_zero_tells_whether_all_is_delivered(collected):
+    scheduler = Scheduler()
+    scheduler.spawn(blocking_task)
+    with hubmon.start(scheduler.hub, max_blocking_time=0.1, print_blocking_reports=False):
+        scheduler.run()
+        assert hubmon.events.wait_for_delivery(5) is True
+        assert collected
+        # Nothing left to deliver: no wait needed to say so, again and again.
+        assert hubmon.events.wait_for_delivery(0) is True
+        assert hubmon.events.wait_for_delivery(0) is True
+
+
+def test_wait_for_delivery_refuses_to_wait_for_itself(collected):
+    answers = []
+
+    def subscriber(event):
+        if isinstance(event, events.EventLoopBlocked):
+            try:
+                hubmon.events.wait_for_delivery(1)
+            except RuntimeError as error:
+                answers.append(str(error))
+
+    events.subscribers.append(subscriber)
+    try:
+        scheduler = Scheduler()
+        scheduler.spawn(blocking_task)
+        with hubmon.start(scheduler.hub, max_blocking_time=0.1, print_blocking_reports=False):
+            scheduler.run()
+            assert hubmon.events.wait_for_delivery(5) is True
+    finally:
+        events.subscribers.remove(subscriber)
+    assert len(answers) == 1 and "would wait for itself" in answers[0]
