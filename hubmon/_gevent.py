@@ -67,12 +67,17 @@ def setting(name: str) -> Any:
         return _from_gevent(name, theirs, "gevent.config." + name)
     try:
         ours = getattr(config, name)
-    except ConfigError:
+    except ConfigError as refused:
         if theirs is _MISSING:
             raise
         # gevent took the environment's value, which hubmon's rules refuse:
-        # take gevent's reading of it, within hubmon's bounds.
-        return _from_gevent(name, theirs, config.label(name))
+        # take gevent's reading of it, within hubmon's bounds. If hubmon
+        # cannot use that either, the error shows the variable's own text,
+        # not gevent's reading of it.
+        try:
+            return _from_gevent(name, theirs, config.label(name))
+        except ConfigError:
+            raise refused from None
     if theirs is _MISSING or theirs == ours:
         return ours
     # gevent.config read the same environment, so a different value was

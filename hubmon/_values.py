@@ -45,7 +45,15 @@ def _invalid(label: str, value: object, expected: str, wrong_type: bool = False)
     """Return (not raise) the ConfigError for *value* given to *label*; a
     ConfigTypeError when ``wrong_type``."""
     error = ConfigTypeError if wrong_type else ConfigError
-    return error(f"{label}={value!r} is invalid: expected {expected}")
+    return error(f"{label}={_safe_repr(value)} is invalid: expected {expected}")
+
+
+def _safe_repr(value: object) -> str:
+    """``repr(value)``, or a description of it when its ``__repr__`` raises; never raises."""
+    try:
+        return repr(value)
+    except Exception:
+        return f"<{type(value).__name__} object whose repr() raised>"
 
 
 def _as_int(value: object) -> int | None:
@@ -211,6 +219,8 @@ class Count:
         return self._check(count, label, text)
 
     def from_code(self, value: object, label: str) -> int:
+        if isinstance(value, str):
+            return self.from_env(value, label)
         return self._check(_as_int(value), label, value)
 
 

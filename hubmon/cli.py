@@ -201,9 +201,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _check_environment(parser: argparse.ArgumentParser) -> None:
-    """Read every setting now, so that a bad environment variable is an error up front."""
+def _check_environment(parser: argparse.ArgumentParser, overridden: tuple = ()) -> None:
+    """Read every setting now, so that a bad environment variable is an error up front.
+
+    *overridden* names the settings that a command-line option set: their
+    variables are not read (the option wins). A setting the command sets on
+    its own (``run`` turns monitoring on) still has its variable checked:
+    gevent reads it too.
+    """
     try:
+        config.check_environment(skip=overridden)
         config.settings()
     except ConfigError as error:
         parser.error(str(error))
@@ -225,15 +232,14 @@ def _without_runner_frames(tb: Any) -> Any:
 def _run(options: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     """Run the program with the monitor enabled; return its exit status."""
     config.monitor_thread = True
-    if options.max_blocking_time is not None:
-        config.max_blocking_time = options.max_blocking_time
-    if options.memory_max is not None:
-        config.max_memory_usage = options.memory_max
-    if options.memory_period is not None:
-        config.memory_monitor_period = options.memory_period
-    if options.report_to is not None:
-        config.report_to = options.report_to
-    _check_environment(parser)
+    given = {"max_blocking_time": options.max_blocking_time,
+             "max_memory_usage": options.memory_max,
+             "memory_monitor_period": options.memory_period,
+             "report_to": options.report_to}
+    for name, value in given.items():
+        if value is not None:
+            setattr(config, name, value)
+    _check_environment(parser, tuple(name for name, value in given.items() if value is not None))
 
     target = options.target
     if target is None:
@@ -286,7 +292,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         from . import demo
 
         config.max_blocking_time = options.max_blocking_time
-        _check_environment(options.command_parser)
+        _check_environment(options.command_parser, ("max_blocking_time",))
         return demo.main(options.max_blocking_time)
     parser.error("a command is needed: run or demo (see --help)")
     return 2  # not reached: parser.error() exits

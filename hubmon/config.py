@@ -170,6 +170,20 @@ class Config:
         """
         return self._setting(name).kind.from_code(value, label)
 
+    def check_environment(self, skip: tuple = ()) -> None:
+        """Parse the environment variable of every setting not named in *skip* that is set,
+        even where code assigned the setting, so that no bad variable goes unnoticed.
+
+        Raises :class:`ConfigError` naming the first invalid variable and its text.
+        """
+        for name in self._names():
+            if name in skip:
+                continue
+            setting = self._setting(name)
+            text = os.environ.get(setting.env)
+            if text is not None:
+                setting.kind.from_env(text, setting.env)
+
     def label(self, name: str) -> str:
         """Return how to name setting *name* in an error: its environment variable when
         the value comes from there, else the setting's name. Raises AttributeError for an

@@ -151,9 +151,7 @@ class Monitor:
 
     @print_blocking_reports.setter
     def print_blocking_reports(self, value: bool) -> None:
-        if not isinstance(value, bool):
-            raise TypeError("print_blocking_reports must be a bool, not %r" % (value,))
-        self._print_blocking_reports = value
+        self._print_blocking_reports = BOOL.from_code(value, "print_blocking_reports")
         self._update_gil_dump()
 
     def _update_gil_dump(self) -> None:

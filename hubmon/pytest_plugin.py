@@ -74,9 +74,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
              "(empty or 0: off)")
 
 
-def _parse_seconds(text: Any, where: str) -> Optional[float]:
-    """``text`` as seconds; None for 0 or empty (off). Raises pytest.UsageError naming ``where``."""
-    if text is None or not str(text).strip():
+def _parse_seconds(text: Any, where: str, empty_is_off: bool) -> Optional[float]:
+    """``text`` as seconds; None for 0, or for an empty text when ``empty_is_off`` (an
+    ini option left unset). Raises pytest.UsageError naming ``where``."""
+    if text is None or (empty_is_off and not str(text).strip()):
         return None
     try:
         if float(text) == 0:
@@ -94,10 +95,10 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", _MARKER_DOC)
     option = config.getoption("hubmon_max_blocking_time", None)
     if option is not None:
-        limit = _parse_seconds(option, _OPTION)
+        limit = _parse_seconds(option, _OPTION, empty_is_off=False)
         source = _OPTION
     else:
-        limit = _parse_seconds(config.getini(_INI), _INI)
+        limit = _parse_seconds(config.getini(_INI), _INI, empty_is_off=True)
         source = "the ini option " + _INI
     config.stash[_session_limit_key] = None if limit is None else (limit, source)
     if limit is not None:

@@ -94,6 +94,7 @@ def test_config_assignment_names_setting_and_value(name, value):
 
 
 @pytest.mark.parametrize("variable, value", [("GEVENT_MAX_BLOCKING_TIME", "soon"),
+                                             ("GEVENT_MAX_BLOCKING_TIME", ""),
                                              ("HUBMON_REPORT_TO", "bogus"),
                                              ("HUBMON_REPORT_GREENLETS", "x"),
                                              ("HUBMON_GIL_SIGNAL", "2")])

@@ -206,6 +206,16 @@ def test_run_rejects_a_bad_environment_variable(python, tmp_path):
     assert "HUBMON_REPORT_GREENLETS='-3' is invalid" in proc.stderr
 
 
+def test_run_rejects_a_bad_monitor_switch_though_it_turns_monitoring_on(python, tmp_path):
+    # run turns monitoring on by itself, but gevent reads the variable too.
+    write(tmp_path, "app.py", "print('the program ran')\n")
+    proc = python(["-m", "hubmon", "run", "app.py"], cwd=tmp_path,
+                  env={"GEVENT_MONITOR_THREAD_ENABLE": "maybe"})
+    assert proc.returncode == 2
+    assert proc.stdout == ""
+    assert "GEVENT_MONITOR_THREAD_ENABLE='maybe' is invalid" in proc.stderr
+
+
 def test_run_option_overrides_a_bad_environment_variable(python, tmp_path):
     write(tmp_path, "app.py", "import hubmon\nprint(hubmon.config.max_blocking_time)\n")
     proc = python(["-m", "hubmon", "run", "-t", "0.3", "app.py"], cwd=tmp_path,

@@ -295,7 +295,7 @@ def test_report_greenlet_limit_code(cfg):
     for value in [0, 7, MAX_INT]:
         cfg.report_greenlet_limit = value
         assert cfg.report_greenlet_limit == value
-    for value in [-1, True, 1.0, "5", None, MAX_INT + 1]:
+    for value in [-1, True, 1.0, "five", "1.5", None, MAX_INT + 1]:
         assert_code_error(cfg, "report_greenlet_limit", value)
 
 
@@ -525,3 +525,33 @@ def test_seconds_round_trip(seconds):
         assert cfg.memory_monitor_period == seconds
     else:
         assert_env_error("memory_monitor_period", repr(seconds))
+
+
+def test_a_count_given_as_text_in_code_follows_the_environment_rule(cfg):
+    cfg.report_greenlet_limit = "5"
+    assert cfg.report_greenlet_limit == 5
+    with pytest.raises(ConfigError, match="report_greenlet_limit='many' is invalid"):
+        cfg.report_greenlet_limit = "many"
+
+
+def test_a_value_whose_repr_raises_is_still_named(cfg):
+    class Hostile:
+        def __repr__(self):
+            raise RuntimeError("no repr")
+
+    with pytest.raises(ConfigError, match=r"max_blocking_time=<Hostile object whose repr\(\) raised>"):
+        cfg.max_blocking_time = Hostile()
+
+
+def test_a_running_monitor_takes_print_blocking_reports_by_the_config_rule():
+    import greenlet
+    import hubmon
+
+    with hubmon.start(greenlet.greenlet(lambda: None), max_blocking_time=60) as monitor:
+        monitor.print_blocking_reports = 0
+        assert monitor.print_blocking_reports is False
+        with pytest.raises(ConfigError) as info:
+            monitor.print_blocking_reports = "yes"
+        assert isinstance(info.value, TypeError)
+        assert "print_blocking_reports='yes' is invalid" in str(info.value)
+        assert monitor.print_blocking_reports is False

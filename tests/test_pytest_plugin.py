@@ -170,7 +170,7 @@ def test_fine():
     assert outcomes(result) == {"test_blocks": "PASSED", "test_fine": "PASSED"}
 
 
-@pytest.mark.parametrize("value", ["abc", "-1", "nan", "inf", "1e9"])
+@pytest.mark.parametrize("value", ["abc", "-1", "nan", "inf", "1e9", "", " "])
 def test_bad_option_is_a_usage_error(run, value):
     result = run("--hubmon-max-blocking-time=" + value, subprocess=False)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
