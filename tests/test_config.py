@@ -124,11 +124,16 @@ def test_config_import_is_light():
     import hubmon.config  # noqa: F401  (hubmon.config is the settings object)
 
     config_file = sys.modules["hubmon.config"].__file__
+    # A bare interpreter (-S: no site, so no .pth file such as an editable
+    # install's finder runs) loading config.py through importlib.machinery:
+    # on Python 3.9 importlib.util imports typing itself (through
+    # importlib.abc), which would be blamed on config.py.
     code = (
-        "import importlib.util, sys\n"
-        f"spec = importlib.util.spec_from_file_location('cfg', {config_file!r})\n"
-        "module = importlib.util.module_from_spec(spec)\n"
-        "spec.loader.exec_module(module)\n"
+        "import importlib.machinery, sys, types\n"
+        f"loader = importlib.machinery.SourceFileLoader('cfg', {config_file!r})\n"
+        "module = types.ModuleType('cfg')\n"
+        "module.__file__ = loader.path\n"
+        "loader.exec_module(module)\n"
         "heavy = {'gevent', 'greenlet', 'typing', 'signal'} & set(sys.modules)\n"
         "assert not heavy, heavy\n"
         "module.config.settings()\n"
@@ -136,7 +141,7 @@ def test_config_import_is_light():
         "print('ok')\n"
     )
     env = {name: None for name in ENV.values()}      # run_command: None removes it
-    result = run_command([sys.executable, "-c", code], timeout=60, env=env)
+    result = run_command([sys.executable, "-S", "-c", code], timeout=60, env=env)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
 
