@@ -155,8 +155,15 @@ static PyObject *
 core_memory_done(PyObject *module, PyObject *arg)
 {
     (void)module;
+    /* An integer through __index__ only: Python 3.9's PyLong_AsLongAndOverflow
+       would also take a float (through __int__). */
+    PyObject *index = PyNumber_Index(arg);
+    if (index == NULL) {
+        return NULL;
+    }
     int overflow = 0;
-    long exceeded = PyLong_AsLongAndOverflow(arg, &overflow);
+    long exceeded = PyLong_AsLongAndOverflow(index, &overflow);
+    Py_DECREF(index);
     if (exceeded == -1 && PyErr_Occurred()) {
         return NULL;
     }
