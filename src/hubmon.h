@@ -82,6 +82,19 @@ typedef struct hm_record {
     _Atomic uint64_t hub_switches;
     _Atomic uintptr_t current;      /* identity of the running greenlet */
     _Atomic int hub_running;
+    /* The end of a long stretch, to the clock: the sampler arms the stamp
+       when a sample sees a stretch without progress; the first switch that
+       is progress for this record (any switch, or one into the hub) takes
+       it, reading the monotonic clock once. So a stretch that outlived a
+       sample has an exact end, even when the native thread could not sample
+       meanwhile (it waited for a GIL that a C call held, or ran a slow
+       capture). Short stretches, and a hub that keeps switching, never read
+       the clock. */
+    _Atomic int stamp_armed;
+    _Atomic double progress_at;     /* monotonic seconds of that switch */
+    _Atomic uint64_t stamp_count;   /* the watched counter just after it: the
+                                       stamp ends the stretch a sample saw
+                                       only if it is that sample's count + 1 */
 
     /* Fixed at creation. */
     uintptr_t hub;                  /* identity of the hub greenlet, or 0 */

@@ -196,6 +196,26 @@ histogram_add(hm_record *rec, double seconds)
     rec->histogram[i]++;
 }
 
+/* Whether the switch that ended the record's stretch without progress
+   stamped the time, and so when the stretch ended (*end, monotonic
+   seconds). Valid only for the stretch a sample saw (seen_out_once) and
+   only if the stamp is that of the first switch of progress after it: its
+   count is the sample's plus one. Needs hm_sampler_lock. */
+static int
+stamped_end(const hm_record *rec, double now, double *end)
+{
+    if (!rec->seen_out_once) {
+        return 0;
+    }
+    uint64_t stamp_count = atomic_load_explicit(&rec->stamp_count, memory_order_acquire);
+    double at = atomic_load_explicit(&rec->progress_at, memory_order_relaxed);
+    if (stamp_count != rec->seen + 1 || at < rec->last_sample || at > now) {
+        return 0;
+    }
+    *end = at;
+    return 1;
+}
+
 /* Samples one record at time `now`; fills `ev` and returns 1 when Python must
    hear about it, else returns 0. Needs hm_sampler_lock. */
 static int
@@ -236,8 +256,19 @@ sample_record(hm_record *rec, double now, hm_event *ev)
     }
     if (fine || count != rec->seen) {
         /* The stretch without progress has ended, somewhere between the
-           previous sample and this one: take the middle of what is known. */
-        double stretch = ((rec->last_sample - rec->since_late) + (now - rec->since)) / 2;
+           previous sample and this one, or exactly when the switch that
+           ended it says (stamped_end). Take the middle of what is known. */
+        atomic_store_explicit(&rec->stamp_armed, 0, memory_order_relaxed);
+        double lower = rec->last_sample - rec->since_late, upper = now - rec->since;
+        double end;
+        if (stamped_end(rec, now, &end)) {
+            lower = end - rec->since_late;
+            upper = end - rec->since;
+            if (lower > rec->longest_gap) {
+                rec->longest_gap = lower;
+            }
+        }
+        double stretch = (lower + upper) / 2;
         if (rec->blocked) {
             rec->blocked = 0;
             if (stretch > rec->longest_block) {
@@ -269,6 +300,7 @@ sample_record(hm_record *rec, double now, hm_event *ev)
     double gap_late = now - rec->since_late;
     rec->last_sample = now;
     rec->seen_out_once = 1;
+    atomic_store_explicit(&rec->stamp_armed, 1, memory_order_relaxed);
     if (gap_late > rec->longest_gap) {
         rec->longest_gap = gap_late;
     }
@@ -698,6 +730,13 @@ hm_record_figures_get(hm_record *rec, int finish, hm_record_figures *out)
     out->longest_gap = rec->longest_gap;
     if (finish && !fine && count == rec->seen && now - rec->since_late > out->longest_gap) {
         out->longest_gap = now - rec->since_late;
+    }
+    double end;
+    if (finish && count != rec->seen && stamped_end(rec, now, &end)
+            && end - rec->since_late > out->longest_gap) {
+        /* The stretch has ended and no sample has seen it end yet (the
+           native thread was waiting for the GIL, say): its stamp tells. */
+        out->longest_gap = end - rec->since_late;
     }
     out->blocks = rec->blocks;
     out->longest_block = rec->longest_block;

@@ -11,8 +11,11 @@
  * trace function that was installed before it. No allocation, no lock, no
  * clock read and no Python call of its own on the common path.
  *
- * Two rare slow paths call into sampler.c, each at most once per state
- * change, never per switch: the first switch away from a hub while the
+ * Three rare slow paths do more, each at most once per state change, never
+ * per switch. The first switch that ends a stretch without progress that a
+ * sample saw (one longer than a sampling period) reads the monotonic clock
+ * once, so that the stretch has an exact end (see stamp_armed in hm_record).
+ * Two call into sampler.c: the first switch away from a hub while the
  * native thread dozes (every hub idle) wakes it, which takes
  * hm_sampler_lock and reads the monotonic clock once per doze
  * (hm_sampler_poke); and the first switch into a hub in a forked child
@@ -178,6 +181,20 @@ hm_tracer_call(PyObject *callable, PyObject *const *args, size_t nargsf,
                     away = 1;
                 }
                 atomic_store_explicit(&rec->current, target, memory_order_relaxed);
+                /* The end of a stretch a sample saw: rare, see hm_record. */
+                if (atomic_load_explicit(&rec->stamp_armed, memory_order_relaxed)
+                        && (rec->mode == HM_MODE_ANY || target == rec->hub)) {
+                    atomic_store_explicit(&rec->stamp_armed, 0, memory_order_relaxed);
+                    atomic_store_explicit(&rec->progress_at, hm_clock_now(),
+                                          memory_order_relaxed);
+                    /* Release: a sampler that reads this count reads the
+                       time stored before it. */
+                    atomic_store_explicit(&rec->stamp_count,
+                        atomic_load_explicit(rec->mode == HM_MODE_ANY
+                                             ? &rec->switches : &rec->hub_switches,
+                                             memory_order_relaxed),
+                        memory_order_release);
+                }
             }
             /* The native thread dozes only while every hub runs: the first
                switch away from one wakes it. A relaxed load: in the rare

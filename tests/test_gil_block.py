@@ -98,3 +98,37 @@ gevent.spawn(spin).join()
     assert proc.returncode == 0, proc.stderr
     assert "the GIL is held" not in proc.stderr
     assert proc.stderr.count("appears to be blocked") == 1
+
+
+def test_assert_switches_fails_a_body_whose_c_call_held_the_gil(python):
+    # The native thread cannot sample while it waits for the GIL that the
+    # call holds; when it gets the GIL it sees that nothing switched, so the
+    # stretch lasted at least until then. Each of 5 bodies must fail.
+    proc = python("""
+import time, gevent
+from hubmon import assert_switches, FailedToSwitch
+def calibrated():
+    n = 1_000_000
+    while True:
+        start = time.thread_time()
+        sum(range(n))
+        took = time.thread_time() - start
+        if took > 0.1:
+            return int(n * 0.5 / took)      # about 0.5 s of CPU
+        n *= 2
+count = calibrated()
+def crunch():
+    sum(range(count))
+failed = 0
+for i in range(5):
+    try:
+        with assert_switches(max_blocking_time=0.1) as scope:
+            gevent.spawn(crunch).join()
+    except FailedToSwitch:
+        failed += 1
+    else:
+        print("passed with longest_gap %.3f" % scope.longest_gap)
+print("failed", failed, "of 5")
+""", env={"HUBMON_GIL_SIGNAL": "0"}, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "failed 5 of 5" in proc.stdout, proc.stdout + proc.stderr

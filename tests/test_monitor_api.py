@@ -370,3 +370,35 @@ def test_wait_for_delivery_refuses_to_wait_for_itself(collected):
     finally:
         events.subscribers.remove(subscriber)
     assert len(answers) == 1 and "would wait for itself" in answers[0]
+
+
+def test_the_duration_of_a_block_is_exact_though_its_report_takes_longer(collected):
+    # The report of this block takes 1.5 s to capture (a suspended greenlet
+    # whose repr sleeps), much longer than the 0.3 s block: no sample sees
+    # the block end, but the switch that ends it stamps the time.
+    class SlowRepr(greenlet.greenlet):
+        def __repr__(self):
+            time.sleep(1.5)
+            return "<slow>"
+
+    waiting = SlowRepr(lambda: waiting.parent.switch())
+    waiting.switch()
+    measured = []
+
+    def culprit():
+        start = time.monotonic()
+        time.sleep(0.3)
+        measured.append(time.monotonic() - start)
+
+    scheduler = Scheduler()
+    scheduler.spawn(culprit)
+    with hubmon.start(scheduler.hub, max_blocking_time=0.1, print_blocking_reports=False) as monitor:
+        period = hubmon._core.sampler_period()
+        scheduler.run()
+        assert hubmon.events.wait_for_delivery(10)
+        assert wait_for(lambda: any(isinstance(e, events.EventLoopUnblocked) for e in collected))
+        unblocked = [e for e in collected if isinstance(e, events.EventLoopUnblocked)]
+        # The block's start is known to within a sampling period; its end exactly.
+        assert abs(unblocked[0].duration - measured[0]) <= period + 0.01, (unblocked[0].duration,
+                                                                         measured[0], period)
+        assert abs(monitor.stats()["longest_block"] - measured[0]) <= period + 0.01
