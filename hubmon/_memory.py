@@ -70,7 +70,9 @@ class _MemoryWatch:
             self.limit = min(limit for limit, _ in wanted)
             self.period = min(period for _, period in wanted)
         else:
-            self.limit, self.period, self._last_event_usage = 0, 0.0, 0
+            # The last exceeded event is kept: a limit set again later ends
+            # its run with MemoryUsageUnderThreshold, as in gevent.
+            self.limit, self.period = 0, 0.0
         _core.set_memory_watch(float(self.limit), self.period or 1.0)
 
     def usage(self) -> int:

@@ -947,9 +947,9 @@ hm_sampler_memory_set(double limit_bytes, double period)
     }
     S.mem_limit = limit_bytes;
     S.mem_period = period;
-    if (limit_bytes <= 0) {
-        S.mem_exceeded = 0;
-    }
+    /* mem_exceeded survives a limit of 0 (no watch): a limit set again
+       later checks at once and, under it, ends the run of exceeded events
+       with MemoryUsageUnderThreshold, as gevent's monitor does. */
     wake_locked();
     pthread_mutex_unlock(&hm_sampler_lock);
 }

@@ -122,3 +122,33 @@ print(len([e for e in seen if isinstance(e, events.MemoryUsageThresholdExceeded)
           "GEVENT_MONITOR_MEMORY_PERIOD": "0.1"})
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "True"
+
+
+def test_a_limit_removed_and_set_again_still_ends_the_run_with_under(python):
+    # gevent's monitor keeps its exceeded state while no limit is set: the
+    # next limit under which usage falls ends the run with one Under event.
+    proc = python("""
+import hubmon, greenlet, time
+from hubmon import events
+seen = []
+events.subscribers.append(seen.append)
+hub = greenlet.greenlet(lambda: None)
+m = hubmon.start(hub, max_blocking_time=60)
+m.set_memory_limit(1024 * 1024, 0.1)           # 1 MiB: exceeded at once
+deadline = time.monotonic() + 10
+while not seen and time.monotonic() < deadline:
+    time.sleep(0.05)
+m.set_memory_limit(None)                       # no limit for a while
+time.sleep(0.3)
+m.set_memory_limit(2**62, 0.1)                 # far above the usage
+deadline = time.monotonic() + 10
+while len(seen) < 2 and time.monotonic() < deadline:
+    time.sleep(0.05)
+time.sleep(0.3)
+hubmon.events.wait_for_delivery(5)
+print('events', [type(e).__name__ for e in seen])
+m.stop()
+""", timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "events ['MemoryUsageThresholdExceeded', 'MemoryUsageUnderThreshold']" in proc.stdout, (
+        proc.stdout + proc.stderr)
