@@ -148,7 +148,8 @@ class ByteCount:
     type = "int (bytes) or None: greater than 0; kb, mb, gb suffixes allowed"
     expected = ("a whole number of bytes greater than 0 and at most 2**63 - 1, optionally "
                 "followed by kb, mb or gb (for example '512mb'), or an empty string for no limit")
-    expected_in_code = "None, an int number of bytes greater than 0, or a string such as '512mb'"
+    expected_in_code = ("None, an int number of bytes greater than 0 and at most 2**63 - 1, "
+                        "or a string such as '512mb'")
 
     def _check(self, count: int, label: str, raw: object, expected: str) -> int:
         if 0 < count <= MAX_INT:
@@ -261,7 +262,8 @@ class Signal:
             return 0
         if number is not None and number in self.claimable():
             return number
-        raise _invalid(label, raw, self._expected())
+        raise _invalid(label, raw, self._expected(),
+                       wrong_type=number is None and not isinstance(raw, str))
 
     @staticmethod
     def _by_name(word: str) -> int | None:

@@ -353,6 +353,13 @@ def _gevent_monitoring_enabled() -> bool:
 def pytest_runtest_setup(item: pytest.Item) -> None:
     limit = _item_limit(item)
     if limit is not None:
+        # Every setting a monitor will use, now: a bad environment variable
+        # fails the watched test, naming it, instead of leaving the hub
+        # unmonitored (gevent's hub starts without a monitor then).
+        try:
+            _hubmon_config.settings()
+        except ConfigError as error:
+            pytest.fail("hubmon cannot watch this test: %s" % (error,), pytrace=False)
         watch = _Watch(*limit)
         item.stash[_watch_key] = watch
         watch.phase = "setup"

@@ -87,7 +87,8 @@ core_sampler_running(PyObject *module, PyObject *unused)
 PyDoc_STRVAR(sampler_dispatching_doc,
 "sampler_dispatching() -> int\n--\n\n"
 "How many events the native thread has decided and not yet handed to\n"
-"Python (it may be waiting for the GIL): 0 when none.");
+"Python (it may be waiting for the GIL), plus the ends of reported blocks\n"
+"its next sample will hand over: 0 when none.");
 
 static PyObject *
 core_sampler_dispatching(PyObject *module, PyObject *unused)

@@ -898,12 +898,27 @@ hm_sampler_is_running(void)
 }
 
 /* How many events the native thread has decided and is handing to Python
-   (or waiting for the GIL to hand): 0 when none. Needs nothing. */
+   (or waiting for the GIL to hand), plus the ends of reported blocks that
+   the next sample will hand over: 0 when none. Needs nothing. */
 int
 hm_sampler_dispatching_get(void)
 {
     pthread_mutex_lock(&hm_sampler_lock);
     int dispatching = S.dispatching;
+    /* A reported block whose hub has made progress since: its end is
+       detected, and EventLoopUnblocked handed over, at the next sample. */
+    for (hm_record *r = S.records; r != NULL; r = r->next) {
+        if (!r->blocked) {
+            continue;
+        }
+        uint64_t count = r->mode == HM_MODE_HUB
+            ? atomic_load_explicit(&r->hub_switches, memory_order_relaxed)
+            : atomic_load_explicit(&r->switches, memory_order_relaxed);
+        if (count != r->seen || (r->mode == HM_MODE_HUB
+                                 && atomic_load_explicit(&r->hub_running, memory_order_relaxed))) {
+            dispatching++;
+        }
+    }
     pthread_mutex_unlock(&hm_sampler_lock);
     return dispatching;
 }

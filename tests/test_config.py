@@ -555,3 +555,17 @@ def test_a_running_monitor_takes_print_blocking_reports_by_the_config_rule():
         assert isinstance(info.value, TypeError)
         assert "print_blocking_reports='yes' is invalid" in str(info.value)
         assert monitor.print_blocking_reports is False
+
+
+@pytest.mark.parametrize("name, value", [("gil_signal", True), ("gil_signal", None),
+                                         ("report_greenlet_limit", None),
+                                         ("max_blocking_time", None)])
+def test_a_value_of_the_wrong_type_is_also_a_type_error(cfg, name, value):
+    with pytest.raises(ConfigError) as info:
+        setattr(cfg, name, value)
+    assert isinstance(info.value, TypeError), type(info.value)
+
+
+def test_a_byte_count_too_large_says_the_bound(cfg):
+    with pytest.raises(ConfigError, match=r"at most 2\*\*63 - 1"):
+        cfg.max_memory_usage = 2**63

@@ -402,3 +402,24 @@ def test_the_duration_of_a_block_is_exact_though_its_report_takes_longer(collect
         assert abs(unblocked[0].duration - measured[0]) <= period + 0.01, (unblocked[0].duration,
                                                                          measured[0], period)
         assert abs(monitor.stats()["longest_block"] - measured[0]) <= period + 0.01
+
+
+def test_wait_for_delivery_covers_the_end_of_a_block_the_hub_just_left(python):
+    # The hub runs again: the next sample detects the end of the block.
+    # Waiting for delivery right away waits for that EventLoopUnblocked too.
+    pytest.importorskip("gevent")
+    proc = python("""
+import gevent, time, hubmon
+from hubmon import events
+seen = []
+events.subscribers.append(seen.append)
+monitor = hubmon.start(max_blocking_time=0.1, print_blocking_reports=False)
+delivered = 0
+for i in range(5):
+    gevent.spawn(time.sleep, 0.3).join()
+    assert events.wait_for_delivery(5)
+    delivered += sum(isinstance(e, events.EventLoopUnblocked) for e in seen) == i + 1
+print('unblocked delivered', delivered, 'of 5')
+""")
+    assert proc.returncode == 0, proc.stderr
+    assert "unblocked delivered 5 of 5" in proc.stdout, proc.stdout + proc.stderr

@@ -503,3 +503,23 @@ def test_a_bad_setting_is_a_usage_error_naming_it(run):
     result = run("--hubmon-max-blocking-time=0.1", env={"HUBMON_REPORT_TO": "bogus"})
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert "HUBMON_REPORT_TO='bogus' is invalid" in result.stderr.str()
+
+
+@pytest.mark.parametrize("variable, value", [("HUBMON_REPORT_TO", "bogus"),
+                                             ("GEVENT_MONITOR_MEMORY_PERIOD", "0")])
+def test_a_bad_setting_fails_a_marked_test_naming_it(pytester, run, variable, value):
+    # Without the session option, only the marker asks for a watch: the
+    # bad variable must not leave that test unwatched and passing.
+    pytester.makepyfile(test_marked="""
+import time, gevent, pytest
+
+@pytest.mark.hubmon(max_blocking_time=0.1)
+def test_blocks():
+    gevent.spawn(time.sleep, 0.3).join()
+
+def test_unmarked():
+    pass
+""")
+    result = run("test_marked.py", env={variable: value})
+    assert outcomes(result) == {"test_blocks": "ERROR", "test_unmarked": "PASSED"}, result.outlines
+    assert "%s=%r is invalid" % (variable, value) in result.stdout.str()
