@@ -19,19 +19,31 @@
 
 #include <string.h>
 
+/* A new object of one of this file's types, which take no arguments, with
+   `call` stored as its vectorcall at `offset`. Needs the GIL. Returns a new
+   reference, or NULL with TypeError set when arguments were given (or
+   MemoryError). */
+static PyObject *
+new_trace_function(PyTypeObject *type, PyObject *args, PyObject *kwargs,
+                   size_t offset, vectorcallfunc call)
+{
+    if ((kwargs != NULL && PyDict_GET_SIZE(kwargs) > 0) || PyTuple_GET_SIZE(args) > 0) {
+        PyErr_Format(PyExc_TypeError, "%s() takes no arguments", type->tp_name);
+        return NULL;
+    }
+    PyObject *self = type->tp_alloc(type, 0);
+    if (self != NULL) {
+        *(vectorcallfunc *)((char *)self + offset) = call;
+    }
+    return self;
+}
+
 /* ThreadTracer(): a thread's trace function with no record yet. */
 static PyObject *
 tracer_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 {
-    if ((kwargs != NULL && PyDict_GET_SIZE(kwargs) > 0) || PyTuple_GET_SIZE(args) > 0) {
-        PyErr_SetString(PyExc_TypeError, "ThreadTracer() takes no arguments");
-        return NULL;
-    }
-    hm_tracer *self = (hm_tracer *)type->tp_alloc(type, 0);
-    if (self != NULL) {
-        self->vectorcall = hm_tracer_call;
-    }
-    return (PyObject *)self;
+    return new_trace_function(type, args, kwargs, offsetof(hm_tracer, vectorcall),
+                              hm_tracer_call);
 }
 
 static int
@@ -364,15 +376,8 @@ noop_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf,
 static PyObject *
 noop_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 {
-    if ((kwargs != NULL && PyDict_GET_SIZE(kwargs) > 0) || PyTuple_GET_SIZE(args) > 0) {
-        PyErr_SetString(PyExc_TypeError, "NoopTracer() takes no arguments");
-        return NULL;
-    }
-    hm_noop_tracer *self = (hm_noop_tracer *)type->tp_alloc(type, 0);
-    if (self != NULL) {
-        self->vectorcall = noop_vectorcall;
-    }
-    return (PyObject *)self;
+    return new_trace_function(type, args, kwargs, offsetof(hm_noop_tracer, vectorcall),
+                              noop_vectorcall);
 }
 
 static void

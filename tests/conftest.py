@@ -281,3 +281,36 @@ def run_pytest(pytester: pytest.Pytester, *args: str, timeout: float = 180,
 def python():
     """The :func:`run_python` helper, as a fixture."""
     return run_python
+
+
+#: Child-script source defining ``crunch()``: one C call (``sum``) that holds
+#: the GIL for about ``GIL_SECONDS`` of CPU time, calibrated in CPU time so
+#: that a busy machine does not make it shorter. Prepend
+#: ``GIL_SECONDS = 0.5`` (say) to it.
+GIL_HOLDING_CALL = """
+import time as _time
+
+def _calibrated(seconds):
+    n = 1_000_000
+    while True:
+        start = _time.thread_time()
+        sum(range(n))
+        took = _time.thread_time() - start
+        if took > 0.1:
+            return int(n * seconds / took)
+        n *= 2
+
+_COUNT = _calibrated(GIL_SECONDS)
+
+def crunch():
+    sum(range(_COUNT))
+"""
+
+
+def line_of(path: str, marker: str) -> int:
+    """The line number in *path* of the line that ends with ``# <marker>``."""
+    with open(path) as f:
+        for number, line in enumerate(f, 1):
+            if line.rstrip().endswith("# " + marker):
+                return number
+    raise AssertionError("marker %r not found in %s" % (marker, path))

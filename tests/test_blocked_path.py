@@ -6,6 +6,8 @@ import sys
 
 import pytest
 
+from conftest import GIL_HOLDING_CALL
+
 pytest.importorskip("gevent")
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux timers")
 
@@ -19,23 +21,8 @@ def test_a_block_that_holds_the_gil_reads_the_same_for_a_monitor_and_a_scope(pyt
     # Monitor and once inside assert_switches: both reports tell the wait
     # for the GIL in the same words, and both headers count it in the
     # duration (the hub was blocked for all of it).
-    proc = python("""
-import io, time, gevent, hubmon
-
-def calibrated():
-    scale = 1
-    while True:
-        start = time.perf_counter()
-        sum(range(500_000 * scale))
-        took = time.perf_counter() - start
-        if took > 0.2:
-            return int(500_000 * scale * 0.8 / took)
-        scale *= 2
-
-count = calibrated()
-
-def crunch():
-    sum(range(count))
+    proc = python("GIL_SECONDS = 0.8\n" + GIL_HOLDING_CALL + """
+import io, gevent, hubmon
 
 stream = io.StringIO()
 monitor = hubmon.start(max_blocking_time=0.1, stream=stream)

@@ -6,6 +6,8 @@ import sys
 
 import pytest
 
+from conftest import GIL_HOLDING_CALL
+
 pytest.importorskip("gevent")
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux timers")
 
@@ -104,21 +106,9 @@ def test_assert_switches_fails_a_body_whose_c_call_held_the_gil(python):
     # The native thread cannot sample while it waits for the GIL that the
     # call holds; when it gets the GIL it sees that nothing switched, so the
     # stretch lasted at least until then. Each of 5 bodies must fail.
-    proc = python("""
-import time, gevent
+    proc = python("GIL_SECONDS = 0.5\n" + GIL_HOLDING_CALL + """
+import gevent
 from hubmon import assert_switches, FailedToSwitch
-def calibrated():
-    n = 1_000_000
-    while True:
-        start = time.thread_time()
-        sum(range(n))
-        took = time.thread_time() - start
-        if took > 0.1:
-            return int(n * 0.5 / took)      # about 0.5 s of CPU
-        n *= 2
-count = calibrated()
-def crunch():
-    sum(range(count))
 failed = 0
 for i in range(5):
     try:

@@ -57,6 +57,18 @@ def wait_for(predicate, timeout=5.0):
     return predicate()
 
 
+def suspended_greenlet_with_slow_repr(seconds):
+    """A suspended greenlet whose repr() sleeps *seconds*: every report shows it, slowly."""
+    class SlowRepr(greenlet.greenlet):
+        def __repr__(self):
+            time.sleep(seconds)
+            return "<slow>"
+
+    waiting = SlowRepr(lambda: waiting.parent.switch())
+    waiting.switch()
+    return waiting
+
+
 def blocking_task():
     time.sleep(0.4)
 
@@ -318,13 +330,7 @@ def test_wait_for_delivery_covers_a_block_still_being_captured(collected):
     # The report of this block takes 0.4 s to capture (the repr of a
     # suspended greenlet sleeps): the block is over and counted before its
     # events exist. Waiting for delivery waits for the capture too.
-    class SlowRepr(greenlet.greenlet):
-        def __repr__(self):
-            time.sleep(0.4)
-            return "<slow>"
-
-    waiting = SlowRepr(lambda: waiting.parent.switch())
-    waiting.switch()                    # suspended: the report shows it
+    _waiting = suspended_greenlet_with_slow_repr(0.4)   # kept suspended: every report shows it
 
     def culprit():
         time.sleep(0.3)
@@ -376,13 +382,7 @@ def test_the_duration_of_a_block_is_exact_though_its_report_takes_longer(collect
     # The report of this block takes 1.5 s to capture (a suspended greenlet
     # whose repr sleeps), much longer than the 0.3 s block: no sample sees
     # the block end, but the switch that ends it stamps the time.
-    class SlowRepr(greenlet.greenlet):
-        def __repr__(self):
-            time.sleep(1.5)
-            return "<slow>"
-
-    waiting = SlowRepr(lambda: waiting.parent.switch())
-    waiting.switch()
+    _waiting = suspended_greenlet_with_slow_repr(1.5)   # kept suspended
     measured = []
 
     def culprit():

@@ -18,18 +18,16 @@ import gevent.event
 import gevent.local
 import greenlet
 
+from conftest import line_of
+
 from hubmon import _collect, _render, report
 
 HERE = os.path.abspath(__file__)
 
 
 def _line_of(marker):
-    """Return the line number in this file of the line ending with *marker*."""
-    with open(HERE) as f:
-        for number, line in enumerate(f, 1):
-            if line.rstrip().endswith('# ' + marker):
-                return number
-    raise AssertionError('marker %r not found' % (marker,))
+    """The line number in this file of the line ending with ``# <marker>``."""
+    return line_of(HERE, marker)
 
 
 def _wait_for_line(ident, line, timeout=30):
