@@ -12,14 +12,16 @@ do with the result.
 from __future__ import annotations
 
 from . import _core
+from ._profile import callback_of, take_stack
 from ._threads import own_thread_idents
+from .cause import Cause
 from .report import find_greenlet, find_greenlets, format_blocked_report
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs milliseconds at import; annotations stay strings here
     from typing import Any, Callable, List, Optional
 
-__all__ = ["Capture", "GIL_NOTED", "capture"]
+__all__ = ["Capture", "GIL_NOTED", "capture", "make_cause"]
 
 #: A wait for the GIL longer than this (seconds) is told in the report: the
 #: native thread's own patience before it asks for the stack dump
@@ -36,19 +38,45 @@ class Capture:
     the GIL included) and ``started`` the monotonic time the block began.
     """
 
-    __slots__ = ("culprit", "lines", "duration", "started")
+    __slots__ = ("culprit", "lines", "duration", "started", "cause", "stack")
 
-    def __init__(self, culprit: Any, lines: List[str], duration: float, started: float) -> None:
+    def __init__(self, culprit: Any, lines: List[str], duration: float, started: float,
+                 cause: Optional[Cause] = None, stack: Optional[tuple] = None) -> None:
         self.culprit = culprit
         self.lines = lines
         self.duration = duration
         self.started = started
+        #: The cause (hubmon.cause.Cause), or None.
+        self.cause = cause
+        #: The blocked thread's stack when captured, "file:line:function" strings, or None.
+        self.stack = stack
+
+
+def make_cause(raw: Optional[tuple], gil_wait: float) -> Optional[Cause]:
+    """The :class:`~hubmon.cause.Cause` of a block from the native thread's ``raw`` facts.
+
+    ``raw`` is ``(kind, detail, cpu_time or None, hub_itself)`` as
+    ``src/callbacks.c`` passes it, or None. A wait for the GIL longer than
+    :data:`GIL_NOTED` makes the kind ``'gil'`` (a C call held it while the
+    hub was blocked), keeping what the kernel showed in the detail, unless a
+    garbage-collection pass was seen, which is the more precise answer.
+    """
+    if raw is None:
+        return None
+    kind, detail, cpu_time = raw[0], raw[1], raw[2]
+    if gil_wait > GIL_NOTED and kind != "gc":
+        seen = kind + (": " + detail if detail else "")
+        detail = ("a C call held the GIL for %.3f s after the block was detected "
+                  "(the kernel showed the thread %s)" % (gil_wait, seen))
+        kind = "gil"
+    return Cause(kind, detail, cpu_time)
 
 
 def capture(*, current: int, duration: float, gil_wait: float, thread_ident: int,
             threshold: float, hub: Any, max_greenlets: Optional[int], owner_repr: str,
             gil_note: Callable[[], str],
-            plausible: Optional[Callable[[Any], bool]] = None) -> Optional[Capture]:
+            plausible: Optional[Callable[[Any], bool]] = None,
+            cause: Optional[Cause] = None, hub_itself: bool = False) -> Optional[Capture]:
     """Capture the report of a block; native thread, holding the GIL. Raises what the report's
     guards let through (nothing in practice); :mod:`hubmon._dispatch` contains it.
 
@@ -72,8 +100,29 @@ def capture(*, current: int, duration: float, gil_wait: float, thread_ident: int
         hub=hub, max_greenlets=max_greenlets, exclude_thread_ids=own_thread_idents(),
         monitor_repr=owner_repr, _greenlets=greenlets)
     del greenlets
+    stack = take_stack(thread_ident)
+    at = 2
+    if cause is not None:
+        lines.insert(at, "    Cause: %s" % (cause,))
+        at += 1
+    if hub_itself:
+        lines.insert(at, "    The hub itself has not waited for events for %.3f seconds: it runs "
+                         "a callback of its loop, %s" % (total, callback_of(stack, _gevent_dir())
+                                                         or "(no Python frame)"))
+        at += 1
     if gil_wait > GIL_NOTED:
-        lines.insert(2, "    The GIL was held for %.3f seconds before this report could be "
-                        "built: a C call that does not release it was running. %s"
-                        % (gil_wait, gil_note()))
-    return Capture(culprit, lines, total, _core.monotonic() - total)
+        lines.insert(at, "    The GIL was held for %.3f seconds before this report could be "
+                         "built: a C call that does not release it was running. %s"
+                         % (gil_wait, gil_note()))
+    return Capture(culprit, lines, total, _core.monotonic() - total, cause, stack)
+
+
+def _gevent_dir() -> Optional[str]:
+    """gevent's package folder, when the program has imported gevent; never imports it."""
+    import sys
+    module = sys.modules.get("gevent")
+    path = getattr(module, "__file__", None)
+    if not isinstance(path, str):
+        return None
+    import os
+    return os.path.dirname(path) + os.sep

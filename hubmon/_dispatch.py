@@ -15,7 +15,7 @@ import os
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs milliseconds at import; annotations stay strings here
-    from typing import Any, Callable, Dict
+    from typing import Any, Callable, Dict, Optional
 
 import greenlet
 
@@ -26,7 +26,8 @@ from ._threads import mark_own_thread
 __all__ = ["register", "unregister", "native_event"]
 
 # The handlers of the native thread's events, by record id, as the owners
-# (Monitors, assertion scopes) gave them: (on_blocked, on_unblocked, on_call).
+# (Monitors, assertion scopes) gave them: (on_blocked, on_unblocked, on_call,
+# on_sample).
 # Only running owners are here.
 _handlers: Dict[int, tuple] = {}
 _marked = False
@@ -36,17 +37,21 @@ class SwitchForbidden(RuntimeError):
     """Raised into code that tries to switch greenlets in hubmon's native thread."""
 
 
-def register(record_id: int, on_blocked: Callable[[float, int, float, int], bool],
-             on_unblocked: Callable[[float], None], on_call: Callable[[], None]) -> None:
+def register(record_id: int, on_blocked: Callable[[float, int, float, int, Any], bool],
+             on_unblocked: Callable[[float], None], on_call: Callable[[], None],
+             on_sample: Optional[Callable[[float, float], None]] = None) -> None:
     """Send the events of record ``record_id`` to its owner's handlers.
 
-    ``on_blocked(duration, current, gil_wait, switches)`` runs on the native
-    thread with every greenlet switch forbidden and returns False when the
-    evidence contradicts the block; ``on_unblocked(duration)`` and
-    ``on_call()`` (monitoring functions due) run on the native thread too.
+    ``on_blocked(duration, current, gil_wait, switches, cause)`` runs on the
+    native thread with every greenlet switch forbidden and returns False
+    when the evidence contradicts the block (``cause`` is the native
+    thread's ``(kind, detail, cpu_time, hub_itself)``);
+    ``on_unblocked(duration)``, ``on_call()`` (monitoring functions due) and
+    ``on_sample(interval, gil_wait)`` (a profile sample of a blockage is
+    due; switches forbidden too) run on the native thread as well.
     Durations are seconds; ``current`` is the running greenlet's address.
     """
-    _handlers[record_id] = (on_blocked, on_unblocked, on_call)
+    _handlers[record_id] = (on_blocked, on_unblocked, on_call, on_sample)
 
 
 def unregister(record_id: int) -> None:
@@ -82,7 +87,7 @@ def _check_memory() -> None:
 
 
 def native_event(kind: int, record_id: int, value: float, current: int,
-                 gil_wait: float, switches: int) -> bool:
+                 gil_wait: float, switches: int, cause: Any = None) -> bool:
     """The native thread's entry point (holding the GIL). Never raises.
 
     Returns False only for a blocked event that the evidence contradicts
@@ -100,9 +105,13 @@ def native_event(kind: int, record_id: int, value: float, current: int,
         handlers = _handlers.get(record_id)
         if handlers is None:
             return True
-        on_blocked, on_unblocked, on_call = handlers
+        on_blocked, on_unblocked, on_call, on_sample = handlers
         if kind == _core.EVENT_BLOCKED:
-            return bool(capture(on_blocked, value, current, gil_wait, switches))
+            return bool(capture(on_blocked, value, current, gil_wait, switches, cause))
+        if kind == _core.EVENT_SAMPLE:
+            if on_sample is not None:
+                capture(on_sample, value, gil_wait)
+            return True
         if kind == _core.EVENT_UNBLOCKED:
             on_unblocked(value)
         elif kind == _core.EVENT_CALL:

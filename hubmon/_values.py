@@ -16,7 +16,7 @@ This module imports nothing but ``signal``, and that on demand, so that
 from __future__ import annotations
 
 __all__ = ["BOOL", "BYTES", "COUNT", "MAX_INT", "MAX_SECONDS", "MEMORY_PERIOD", "PERIOD",
-           "SIGNAL", "THRESHOLD", "TIMEOUT", "Bool", "ByteCount", "Choice", "ConfigError", "ConfigTypeError", "Count",
+           "SIGNAL", "THRESHOLD", "TIMEOUT", "Bool", "ByteCount", "Choice", "OrDefault", "ConfigError", "ConfigTypeError", "Count",
            "Seconds", "Signal"]
 
 #: The longest accepted time setting: one day, in seconds.
@@ -303,6 +303,23 @@ class Signal:
 
 
 #: ``max_blocking_time``: greater than 0, at most a day.
+class OrDefault:
+    """Another kind's values, or None for "the setting's default rule" (in
+    the environment: an empty value), for a setting whose default depends on
+    another one."""
+
+    def __init__(self, kind: object, default: str) -> None:
+        self.kind = kind
+        self.expected = f"{kind.expected} (or empty for {default})"  # type: ignore[attr-defined]
+        self.type = f"{kind.type}, or None for {default}"  # type: ignore[attr-defined]
+
+    def from_env(self, text: str, label: str) -> object:
+        return None if text.strip() == "" else self.kind.from_env(text, label)  # type: ignore[attr-defined]
+
+    def from_code(self, value: object, label: str) -> object:
+        return None if value is None else self.kind.from_code(value, label)  # type: ignore[attr-defined]
+
+
 THRESHOLD = Seconds(0.0, False)
 #: ``memory_monitor_period``: from 0.1 s (a check costs a system call) to a day.
 MEMORY_PERIOD = Seconds(0.1, True)

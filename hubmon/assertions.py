@@ -349,7 +349,8 @@ class assert_switches:  # noqa: N801 - gevent's name, used as a context manager
 
     # -- the native thread's events (called holding the GIL, never raising) ------------
 
-    def _on_blocked(self, duration: float, current: int, gil_wait: float, switches: int) -> bool:
+    def _on_blocked(self, duration: float, current: int, gil_wait: float, switches: int,
+                    cause: Any = None) -> bool:
         try:
             if self._accepted is not None and self._delivered >= self._accepted:
                 return True  # a block of the wait in _await_reports
@@ -359,7 +360,8 @@ class assert_switches:  # noqa: N801 - gevent's name, used as a context manager
                 current=current, duration=duration, gil_wait=gil_wait,
                 thread_ident=self._thread_ident, threshold=self.max_blocking_time or 0.0,
                 hub=self._hub, max_greenlets=config.report_greenlet_limit or None,
-                owner_repr=repr(self), gil_note=lambda: _GIL_NOTE)
+                owner_repr=repr(self), gil_note=lambda: _GIL_NOTE,
+                cause=_blocked.make_cause(cause, gil_wait))
             self._pending = (captured.started, captured.lines)
             return True
         finally:

@@ -23,7 +23,7 @@ if TYPE_CHECKING:  # Importing typing takes several milliseconds; config must st
     from typing import Any
 
 from ._values import (BOOL, BYTES, COUNT, MAX_INT, MAX_SECONDS, MEMORY_PERIOD, SIGNAL,
-                      THRESHOLD, Choice, ConfigError)
+                      THRESHOLD, TIMEOUT, Choice, ConfigError, OrDefault)
 
 __all__ = ["Config", "ConfigError", "MAX_INT", "MAX_SECONDS", "config"]
 
@@ -104,6 +104,12 @@ class Config:
     report_greenlet_limit: int = _setting("HUBMON_REPORT_GREENLETS", COUNT, 50, """
         How many greenlets the default blocked report shows in full before
         summarising the rest by count; 0 shows every greenlet.""")
+    unblocked_report_time: float | None = _setting(
+        "HUBMON_UNBLOCKED_REPORT_TIME", OrDefault(TIMEOUT, "4 x max_blocking_time"), None, """
+        Blockages that last at least this many seconds get a second report
+        when the hub runs again, with the profile of where the time went;
+        None (unset) means 4 x max_blocking_time; 0 gives every reported
+        blockage one.""")
     gil_signal: int | str = _setting("HUBMON_GIL_SIGNAL", SIGNAL, "auto", """
         The signal on which faulthandler writes the Python stacks while a C
         call that holds the GIL blocks a hub (Linux). 'auto' (the value read

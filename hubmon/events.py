@@ -15,7 +15,9 @@ import sys
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs milliseconds at import; annotations stay strings here
-    from typing import Any, Callable, List, Optional
+    from typing import Any, Callable, List, Optional, Tuple
+
+    from .cause import Cause
 
 __all__ = [
     "subscribers",
@@ -50,6 +52,14 @@ class EventLoopBlocked:
         self.hub = hub
         #: Seconds the hub had been blocked when the block was reported.
         self.duration: Optional[float] = None
+        #: Why: a :class:`hubmon.cause.Cause` (``kind``, ``detail``,
+        #: ``cpu_time``) decided by the native thread, or None when unknown.
+        self.cause: Optional[Cause] = None
+        #: True when the hub itself was blocked: it ran a callback (of
+        #: ``loop.run_callback``, a ``link``, a watcher) for longer than the
+        #: threshold instead of waiting for events; :attr:`greenlet` is then
+        #: the hub. gevent's monitor never reports these.
+        self.hub_itself = False
 
     def __repr__(self) -> str:
         return "<%s greenlet=%s duration=%s blocking_time=%s>" % (
@@ -59,13 +69,26 @@ class EventLoopBlocked:
 class EventLoopUnblocked:
     """A blocked hub runs again; fired once per reported blockage."""
 
-    def __init__(self, greenlet: Any, hub: Any, duration: float):
+    def __init__(self, greenlet: Any, hub: Any, duration: float,
+                 profile: Optional[List[Tuple[Tuple[str, ...], int]]] = None, samples: int = 0):
         #: The greenlet that had blocked the hub, or None if it is gone.
         self.greenlet = greenlet
         #: The hub that runs again.
         self.hub = hub
         #: Total seconds the blockage lasted.
         self.duration = duration
+        #: Where the blockage went: ``[(stack, count), ...]``, the largest
+        #: count first. ``stack`` is a tuple of ``"file:line:function"``
+        #: strings, outermost first; ``count`` is the time it stood for, in
+        #: sampling intervals (threshold / 4). Empty when nothing was sampled.
+        self.profile: List[Tuple[Tuple[str, ...], int]] = list(profile or ())
+        #: The sum of the counts: the blockage's sampled length in intervals.
+        self.samples: int = samples
+
+    def folded(self) -> str:
+        """The :attr:`profile` in the folded format of flame-graph tools (``stack count`` lines), as a str."""
+        from ._profile import folded
+        return folded(self.profile)
 
     def __repr__(self) -> str:
         return "<%s greenlet=%s duration=%.3f>" % (

@@ -18,7 +18,7 @@ if TYPE_CHECKING:  # typing costs milliseconds at import; annotations stay strin
 
 import greenlet
 
-from . import _blocked, _core, _delivery, _dispatch, _gil, _output, _tracing
+from . import _blocked, _core, _delivery, _dispatch, _gil, _output, _profile, _tracing
 from ._memory import memory_watch, watch_memory
 from ._threads import is_own_thread, real_get_ident
 from ._values import BOOL, BYTES, MEMORY_PERIOD, PERIOD, THRESHOLD
@@ -73,7 +73,7 @@ class Monitor:
                  memory_monitor_period: float, print_blocking_reports: bool,
                  stream: Optional[TextIO], report_to: str = "stream",
                  report_greenlet_limit: int = 50, gil_signal: int = 0, memory_check: bool = True,
-                 from_gevent: bool = False):
+                 from_gevent: bool = False, unblocked_report_time: Optional[float] = None):
         self._hub_ref = weakref.ref(hub, self._on_hub_collected)
         self._hub_id = id(hub)
         self.max_blocking_time = max_blocking_time
@@ -88,6 +88,9 @@ class Monitor:
         self.report_greenlet_limit = report_greenlet_limit
         #: The signal of the GIL-held stack dump, or 0 (``HUBMON_GIL_SIGNAL``).
         self.gil_signal = gil_signal
+        #: Seconds from which a blockage gets an "unblocked" report with its
+        #: profile; None for 4 x max_blocking_time (``HUBMON_UNBLOCKED_REPORT_TIME``).
+        self.unblocked_report_time = unblocked_report_time
         #: True when the gevent drop-in started it (``Hub.start_periodic_monitoring_thread``):
         #: then it follows changes made through ``gevent.config``.
         self.from_gevent = from_gevent
@@ -99,6 +102,9 @@ class Monitor:
         # Whether this monitor may watch memory (gevent: the main hub's only).
         self._memory_check = memory_check
         self._blocked_since: Optional[float] = None
+        self._profile: Optional[_profile.Profile] = None
+        self._profile_switches = 0
+        self._blocked_repr = ""
         self._running = False
         self._gil_dump = False
         self._warned_blind = False
@@ -118,7 +124,8 @@ class Monitor:
             self._gil_dump = _gil.acquire(self.gil_signal, stream if stream is not None else sys.stderr)
             self._update_gil_dump()
             _dispatch.register(self._record_id, self._on_blocked, self._on_unblocked,
-                               self._on_call)
+                               self._on_call, self._on_sample)
+            _watch_gc()
             _by_hub[self._hub_id] = self
             self._running = True
             self._record.start()
@@ -436,7 +443,8 @@ class Monitor:
             return sys.stderr
         return stream if stream else None
 
-    def _on_blocked(self, duration: float, current: int, gil_wait: float, switches: int) -> bool:
+    def _on_blocked(self, duration: float, current: int, gil_wait: float, switches: int,
+                    cause: Any = None) -> bool:
         """Native thread, holding the GIL: capture the report and hand it on.
 
         Returns False (no report) when the evidence contradicts the block:
@@ -467,11 +475,13 @@ class Monitor:
             return not (self._record.switches == switches and _contradicted(hub, culprit))
 
         self._blocked_info = None
+        hub_itself = bool(cause[3]) if cause is not None else False
         captured = _blocked.capture(
             current=current, duration=duration, gil_wait=gil_wait,
             thread_ident=self.thread_ident, threshold=self.max_blocking_time, hub=hub,
             max_greenlets=self.report_greenlet_limit or None, owner_repr=repr(self),
-            gil_note=gil_note, plausible=plausible)
+            gil_note=gil_note, plausible=plausible,
+            cause=_blocked.make_cause(cause, gil_wait), hub_itself=hub_itself)
         if captured is None:
             _delivery.printer.post(self._warn_blind)
             return False
@@ -479,8 +489,15 @@ class Monitor:
         self._blocked_greenlet = _weak(culprit)
         self._blocked_since = captured.started
         self._blocked_info = info
+        self._blocked_repr = _safe_hub_repr(culprit) if culprit is not None else "an unknown greenlet"
+        # The report's stack stands for the blockage up to its detection.
+        self._profile = _profile.Profile(self._profile_interval(), captured.started)
+        self._profile_switches = switches
+        self._profile.add(captured.stack, _core.monotonic())
         event = EventLoopBlocked(culprit, self.max_blocking_time, info, hub=hub)
         event.duration = captured.duration
+        event.cause = captured.cause
+        event.hub_itself = hub_itself
         delivered = _delivery.Flag()
         if not _delivery.events.post(_deliver, event, delivered):
             delivered.set()
@@ -519,6 +536,10 @@ class Monitor:
         text = _report_text(event.info)
         if not text:
             return      # a subscriber emptied the report: nothing to print, as in gevent
+        self._write(text)
+
+    def _write(self, text: str) -> None:
+        """Printer thread: write ``text`` where this monitor's reports go; contains every error."""
         if self.report_to == "logging":
             stream = None
         else:
@@ -533,13 +554,47 @@ class Monitor:
             _output.write_error("the report could not be written to %s (%s)" % (
                 where, type(sys.exc_info()[1]).__name__))
 
+    def _profile_interval(self) -> float:
+        """The profile's base interval in seconds: threshold / 4, never under the sampling period."""
+        return max(self.max_blocking_time / 4.0, _core.sampler_period())
+
+    def _on_sample(self, interval: float, gil_wait: float) -> None:
+        """Native thread, switches forbidden: one profile sample of the blockage going on."""
+        profile = self._profile
+        # A switch since the block was decided: the culprit let go, and the
+        # stack now is no longer the blockage's.
+        if profile is not None and self._record.switches == self._profile_switches:
+            profile.add(_profile.take_stack(self.thread_ident), _core.monotonic())
+
     def _on_unblocked(self, duration: float) -> None:
         """Native thread: the hub runs again; the event fires in the events thread."""
         ref, self._blocked_greenlet = self._blocked_greenlet, None
         self._blocked_since = None
         self._blocked_info = None
+        profile, self._profile = self._profile, None
         culprit = ref() if ref is not None else None
-        _delivery.events.post(notify, EventLoopUnblocked(culprit, self.hub, duration))
+        counts = profile.result() if profile is not None else []
+        event = EventLoopUnblocked(culprit, self.hub, duration, counts,
+                                   sum(count for _, count in counts))
+        delivered = _delivery.Flag()
+        if not _delivery.events.post(_deliver, event, delivered):
+            delivered.set()
+        limit = self.unblocked_report_time
+        if limit is None:
+            limit = 4 * self.max_blocking_time
+        if self.print_blocking_reports and profile is not None and duration >= limit:
+            lines = _profile.render(
+                culprit=self._blocked_repr, duration=duration, threshold=self.max_blocking_time,
+                interval=profile.interval, profile=counts, samples=profile.samples,
+                timestamp=_utc_now())
+            _delivery.printer.post(self._print_lines, lines, delivered)
+
+    def _print_lines(self, lines: List[str], delivered: Any) -> None:
+        """Printer thread: write ``lines`` (a report of hubmon's, not the event's ``info``)."""
+        delivered.wait(_subscriber_patience(self.max_blocking_time))
+        if not self._print_blocking_reports:
+            return
+        self._write("\n".join(lines))
 
 
 def _report_text(info: Any) -> str:
@@ -557,6 +612,26 @@ def _report_text(info: Any) -> str:
     except TypeError:
         return str(info)
     return "\n".join(str(line) for line in lines)
+
+
+def _utc_now() -> str:
+    """The time now as the report header writes it (UTC, milliseconds)."""
+    import time
+    now = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + ".%03dZ" % (int(now * 1000) % 1000,)
+
+
+_gc_watched = False
+
+
+def _watch_gc() -> None:
+    """Let the native thread see garbage-collection passes (``gc.callbacks``), once per process."""
+    global _gc_watched
+    if not _gc_watched:
+        import gc
+        if _core.gc_callback not in gc.callbacks:
+            gc.callbacks.append(_core.gc_callback)
+        _gc_watched = True
 
 
 def _subscriber_patience(threshold: float) -> float:
@@ -648,7 +723,8 @@ def _settings_for(*, max_blocking_time: Optional[float], max_memory_usage: Optio
     return dict(max_blocking_time=threshold, max_memory_usage=memory_limit,
                 memory_monitor_period=period, print_blocking_reports=print_blocking_reports,
                 stream=stream, report_to=config.report_to,
-                report_greenlet_limit=config.report_greenlet_limit, gil_signal=gil_signal)
+                report_greenlet_limit=config.report_greenlet_limit, gil_signal=gil_signal,
+                unblocked_report_time=config.unblocked_report_time)
 
 
 def start(hub: Any = None, *, max_blocking_time: Optional[float] = None,

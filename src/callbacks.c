@@ -387,6 +387,47 @@ hm_callback_atfork_child(void)
     native_tstate = NULL;
 }
 
+/* The cause of a BLOCKED event as Python receives it: (kind, detail,
+   cpu_time or None, hub_itself), the kind a name of hubmon.cause.KINDS;
+   None for the other events. Needs the GIL. Returns a new reference, or
+   NULL with an exception set. */
+static PyObject *
+cause_tuple(const hm_event *ev)
+{
+    static const char *const names[] = {
+        "unknown", "cpu", "sleep", "io", "lock", "gil", "gc"
+    };
+    PyObject *detail = NULL, *cpu = NULL, *result = NULL;
+    if (ev->kind != HM_EVENT_BLOCKED) {
+        Py_INCREF(Py_None);
+        return Py_None;
+    }
+    int kind = ev->cause >= 0 && ev->cause < (int)(sizeof(names) / sizeof(names[0]))
+        ? ev->cause : HM_CAUSE_UNKNOWN;
+    /* The detail is the kernel's ASCII, but a path may hold any byte. */
+    detail = PyUnicode_DecodeUTF8(ev->detail, (Py_ssize_t)strnlen(ev->detail, sizeof(ev->detail)),
+                                  "replace");
+    if (detail == NULL) {
+        goto error;
+    }
+    if (ev->cpu_time >= 0) {
+        cpu = PyFloat_FromDouble(ev->cpu_time);
+        if (cpu == NULL) {
+            goto error;
+        }
+    }
+    else {
+        cpu = Py_None;
+        Py_INCREF(cpu);
+    }
+    result = Py_BuildValue("(sOOO)", names[kind], detail, cpu,
+                           ev->hub_itself ? Py_True : Py_False);
+error:
+    Py_XDECREF(detail);
+    Py_XDECREF(cpu);
+    return result;
+}
+
 /* Hands one event to Python. Called by the native thread with neither the
    GIL nor hm_sampler_lock. Never calls into Python while the interpreter is
    finalizing or while the thread is asked to stop. Returns the handler's
@@ -419,9 +460,17 @@ hm_callback_dispatch(const hm_event *ev)
     }
     PyObject *callable = handler;
     Py_INCREF(callable);
+    PyObject *cause = cause_tuple(ev);
+    if (cause == NULL) {
+        /* Out of memory: the event goes without its cause. */
+        PyErr_WriteUnraisable(callable);
+        cause = Py_None;
+        Py_INCREF(cause);
+    }
     PyObject *result = PyObject_CallFunction(
-        callable, "iLdKdK", ev->kind, (long long)ev->record_id, ev->value,
-        (unsigned long long)ev->current, gil_wait, (unsigned long long)ev->switches);
+        callable, "iLdKdKO", ev->kind, (long long)ev->record_id, ev->value,
+        (unsigned long long)ev->current, gil_wait, (unsigned long long)ev->switches, cause);
+    Py_DECREF(cause);
     if (getpid() != pid) {
         /* User code on this thread forked, and this is the child: its only
            thread is this one, which must not go on running hubmon's loop.

@@ -37,6 +37,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <time.h>
 
 #if PY_VERSION_HEX >= 0x030D0000
 #  define HM_IS_FINALIZING() Py_IsFinalizing()
@@ -54,6 +55,7 @@
 #define HM_EVENT_UNBLOCKED 2
 #define HM_EVENT_CALL 3
 #define HM_EVENT_MEMORY 4
+#define HM_EVENT_SAMPLE 5   /* take a profile sample of a blocked hub's thread */
 
 /* What became of an event: the handler's answer, or that it never ran. */
 #define HM_OUTCOME_NOT_DELIVERED (-1)   /* exiting, stopping, or no handler */
@@ -97,6 +99,8 @@ typedef struct hm_record {
                                        only if it is that sample's count + 1 */
 
     /* Fixed at creation. */
+    clockid_t cpu_clock;            /* the thread's CPU clock (pthread_getcpuclockid) */
+    int has_cpu_clock;
     uintptr_t hub;                  /* identity of the hub greenlet, or 0 */
     int mode;                       /* HM_MODE_HUB or HM_MODE_ANY */
     int reports;                    /* whether the sampler reports blocks */
@@ -127,6 +131,25 @@ typedef struct hm_record {
     double longest_block;           /* seconds */
     uint64_t histogram[HM_HIST_BUCKETS + 1];
     int gil_dump;                   /* arm the GIL stack dump for its blocks */
+    /* The thread's CPU time (seconds; -1 unknown): at the last sample, and
+       at cpu_since_at, a sample at or just before the stretch began. */
+    double cpu_last;
+    double cpu_since;
+    double cpu_since_at;
+    /* The profile of a reported blockage: samples taken and the next due. */
+    int profile_pending;
+    int profile_taken;
+    double next_profile;
+    /* Blocks inside the hub itself (the hub runs, but not in its loop's wait
+       for events): looks at its thread, at most every threshold / 2. */
+    int fine_last;                  /* the last sample found the hub running */
+    int hub_blocked;                /* the reported block is the hub's own */
+    double hub_look_at;             /* the next look is due then */
+    double hub_look_time;           /* the last look, and the CPU time then */
+    double hub_look_cpu;
+    double hub_idle_at;             /* the last look that found it waiting for events, */
+    double hub_idle_cpu;            /* and the thread's CPU time then */
+    double hub_busy_at;             /* the first look since that found it busy, or 0 */
     struct hm_record *next;
 } hm_record;
 
@@ -153,6 +176,13 @@ typedef struct {
     unsigned long thread_ident;
     long thread_tid;
     int gil_dump;
+    /* BLOCKED only: the cause, filled by the sampler without the lock. */
+    int hub_itself;                 /* the hub runs, but not in its loop's wait */
+    int cause;                      /* HM_CAUSE_* */
+    double cpu_time;                /* CPU seconds meanwhile, or -1 unknown */
+    double cpu_ratio;               /* cpu_time over the wall time it covers, or -1 */
+    double cpu_since_at;            /* when the CPU time was first read, or 0 */
+    char detail[HM_DETAIL_MAX];
 } hm_event;
 
 /* sampler.c: the native thread, the records and their lock. */
@@ -189,6 +219,9 @@ void hm_sampler_atfork_parent(void);
 void hm_sampler_atfork_child(void);
 void hm_sampler_child_reinit(unsigned long survivor_ident);
 double hm_sampler_period_get(void);
+
+/* sampler.c: the garbage collector's passes (gc.callbacks, GIL held). */
+void hm_gc_phase_set(int started, int generation);
 
 /* callbacks.c: the only code that takes the GIL from the native thread. */
 int hm_callback_handler_set(PyObject *handler);

@@ -337,6 +337,37 @@ core_monotonic(PyObject *module, PyObject *unused)
     return PyFloat_FromDouble(hm_clock_now());
 }
 
+PyDoc_STRVAR(gc_callback_doc,
+"gc_callback(phase, info)\n--\n\n"
+"For gc.callbacks: tells the native thread that a garbage-collection pass\n"
+"starts or stops in this thread, so that a blockage it causes is named.");
+
+/* gc.callbacks calls it twice per pass, holding the GIL: it only stores two
+   atomics. Never raises for what the collector passes. */
+static PyObject *
+core_gc_callback(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 2) {
+        PyErr_Format(PyExc_TypeError, "gc_callback() takes 2 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    int started = PyUnicode_Check(args[0])
+        && PyUnicode_CompareWithASCIIString(args[0], "start") == 0;
+    int generation = -1;
+    if (PyDict_Check(args[1])) {
+        PyObject *value = PyDict_GetItemString(args[1], "generation");
+        if (value != NULL && PyLong_Check(value)) {
+            generation = (int)PyLong_AsLong(value);
+            if (generation == -1 && PyErr_Occurred()) {
+                PyErr_Clear();
+            }
+        }
+    }
+    hm_gc_phase_set(started, generation);
+    Py_RETURN_NONE;
+}
+
 PyDoc_STRVAR(histogram_bounds_doc,
 "histogram_bounds() -> tuple[float, ...]\n--\n\n"
 "Upper bounds of the blocking histogram's buckets, in seconds.");
@@ -413,6 +444,8 @@ static PyMethodDef module_methods[] = {
     {"gil_dump_lost", core_gil_dump_lost, METH_NOARGS, gil_dump_lost_doc},
     {"monotonic", core_monotonic, METH_NOARGS, monotonic_doc},
     {"histogram_bounds", core_histogram_bounds, METH_NOARGS, histogram_bounds_doc},
+    {"gc_callback", (PyCFunction)(void (*)(void))core_gc_callback, METH_FASTCALL,
+     gc_callback_doc},
     {NULL, NULL, 0, NULL}
 };
 
@@ -464,7 +497,8 @@ module_exec(PyObject *module)
     if (PyModule_AddIntConstant(module, "EVENT_BLOCKED", HM_EVENT_BLOCKED) < 0
             || PyModule_AddIntConstant(module, "EVENT_UNBLOCKED", HM_EVENT_UNBLOCKED) < 0
             || PyModule_AddIntConstant(module, "EVENT_CALL", HM_EVENT_CALL) < 0
-            || PyModule_AddIntConstant(module, "EVENT_MEMORY", HM_EVENT_MEMORY) < 0) {
+            || PyModule_AddIntConstant(module, "EVENT_MEMORY", HM_EVENT_MEMORY) < 0
+            || PyModule_AddIntConstant(module, "EVENT_SAMPLE", HM_EVENT_SAMPLE) < 0) {
         goto error;
     }
     pthread_once(&atfork_once, register_atfork);

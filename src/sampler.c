@@ -33,6 +33,15 @@
 #define HM_EXIT_PATIENCE 1
 /* When an event could not reach Python, how soon its work is retried. */
 #define HM_RETRY_DELAY 0.1
+/* A blockage's profile: the interval doubles after every this many samples,
+   at most this many times. */
+#define HM_PROFILE_DOUBLING 256
+#define HM_PROFILE_MAX_DOUBLINGS 8
+/* The shortest interval between looks at a running hub's thread, seconds. */
+#define HM_MIN_LOOK 0.025
+/* A running hub whose thread used this share of the time on the CPU is busy
+   (running callbacks), not waiting for events. */
+#define HM_BUSY_CPU_SHARE 0.5
 
 const double hm_hist_bounds_ms[HM_HIST_BUCKETS] = {
     1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500
@@ -70,6 +79,12 @@ static struct {
     int mem_pending;
     int dispatching;            /* events decided and not yet answered */
 } S;
+
+/* The thread (PyThread_get_thread_ident) in which a garbage-collection pass
+   runs now, or 0, and that pass's generation: written by gc.callbacks
+   through hm_gc_phase_set (holding the GIL), read by the sampler. */
+static _Atomic unsigned long gc_thread;
+static atomic_int gc_generation;
 
 /* Returns the CLOCK_MONOTONIC time in seconds (the clock of time.monotonic()
    on Linux). Needs nothing; never fails on a supported system. */
@@ -124,6 +139,8 @@ hm_record_new(int mode, uintptr_t hub, double threshold, int reports)
 #ifdef __linux__
     rec->thread_tid = (long)syscall(SYS_gettid);
 #endif
+    rec->has_cpu_clock = pthread_getcpuclockid(rec->thread, &rec->cpu_clock) == 0;
+    rec->cpu_last = rec->cpu_since = -1.0;
     rec->since = rec->since_late = rec->last_sample = hm_clock_now();
     pthread_mutex_lock(&hm_sampler_lock);
     rec->id = ++S.next_id;
@@ -216,6 +233,179 @@ stamped_end(const hm_record *rec, double now, double *end)
     return 1;
 }
 
+/* The CPU time the record's thread has used, in seconds, or -1 when its
+   clock cannot be read (the thread has ended, say: the clock names the
+   thread by its id, and the kernel refuses the id of a thread that is gone
+   or belongs to another process). Needs nothing. */
+static double
+thread_cpu(const hm_record *rec)
+{
+    struct timespec ts;
+    if (!rec->has_cpu_clock || clock_gettime(rec->cpu_clock, &ts) != 0) {
+        return -1.0;
+    }
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* The base interval of a blockage's profile: threshold / 4, and never
+   shorter than the sampling period. Needs hm_sampler_lock. */
+static double
+profile_interval(const hm_record *rec, double period)
+{
+    double base = rec->threshold / 4.0;
+    if (base < period) {
+        base = period;
+    }
+    /* Bounded in count: after every HM_PROFILE_DOUBLING samples the
+       interval doubles (Python weighs each sample by the time since the
+       previous one, so the shares stay true). */
+    int doublings = rec->profile_taken / HM_PROFILE_DOUBLING;
+    if (doublings > HM_PROFILE_MAX_DOUBLINGS) {
+        doublings = HM_PROFILE_MAX_DOUBLINGS;
+    }
+    return ldexp(base, doublings);
+}
+
+/* How often a running hub's thread is looked at: threshold / 2, within
+   [HM_MIN_LOOK, HM_MAX_PERIOD]. A block inside the hub is reported within
+   the threshold plus this. */
+static double
+hub_look_interval(const hm_record *rec)
+{
+    double look = rec->threshold / 2.0;
+    return look < HM_MIN_LOOK ? HM_MIN_LOOK : look > HM_MAX_PERIOD ? HM_MAX_PERIOD : look;
+}
+
+/* Whether a hub that has run since the last look without a single switch
+   is busy rather than waiting for events: its thread used at least half of
+   the time on the CPU, or the kernel shows it in a call that is not its
+   loop's wait (a sleep, a read, a lock, inside a callback). A thread that
+   cannot be read is taken to wait. Needs hm_sampler_lock (it holds it only
+   for the few microseconds of the /proc read, and only while a hub runs
+   without switching). */
+static int
+hub_is_busy(const hm_record *rec, double now, double cpu_now)
+{
+    double wall = now - rec->hub_look_time;
+    if (cpu_now >= 0 && rec->hub_look_cpu >= 0 && wall > 0
+            && cpu_now - rec->hub_look_cpu >= HM_BUSY_CPU_SHARE * wall) {
+        return 1;
+    }
+    hm_kernel_view view;
+    if (rec->thread_tid <= 0 || hm_kernel_view_read(rec->thread_tid, &view) != 0) {
+        return 0;
+    }
+    return !view.waits_for_events;
+}
+
+/* A new look at a running hub starts from here. Needs hm_sampler_lock. */
+static void
+hub_look_restart(hm_record *rec, double now, double cpu_now)
+{
+    rec->hub_idle_at = now;
+    rec->hub_idle_cpu = cpu_now;
+    rec->hub_busy_at = 0;
+    rec->hub_look_time = now;
+    rec->hub_look_cpu = cpu_now;
+    rec->hub_look_at = now + hub_look_interval(rec);
+}
+
+/* Looks at a hub that has run since the last sample without a switch:
+   fills `ev` and returns 1 when it has been busy (not waiting for events)
+   for the threshold, else returns 0. Needs hm_sampler_lock. */
+static int
+look_at_hub(hm_record *rec, double now, double cpu_now, hm_event *ev)
+{
+    if (now < rec->hub_look_at) {
+        return 0;
+    }
+    int busy = hub_is_busy(rec, now, cpu_now);
+    rec->hub_look_time = now;
+    rec->hub_look_cpu = cpu_now;
+    rec->hub_look_at = now + hub_look_interval(rec);
+    if (!busy) {
+        rec->hub_idle_at = now;
+        rec->hub_idle_cpu = cpu_now;
+        rec->hub_busy_at = 0;
+        return 0;
+    }
+    if (rec->hub_busy_at == 0) {
+        rec->hub_busy_at = now;
+    }
+    /* Busy since some time after the last idle look: judged by that upper
+       bound, as stretches without switches are. */
+    double gap = now - rec->hub_idle_at;
+    if (!rec->reports || rec->ignoring || rec->blocked || gap < rec->threshold) {
+        return 0;
+    }
+    rec->blocked = 1;
+    rec->hub_blocked = 1;
+    rec->blocks++;
+    rec->since = rec->hub_idle_at;
+    rec->since_late = rec->hub_busy_at;
+    rec->profile_taken = 0;
+    rec->profile_pending = 0;
+    rec->next_profile = now + profile_interval(rec, current_period());
+    memset(ev, 0, sizeof(*ev));
+    ev->kind = HM_EVENT_BLOCKED;
+    ev->value = gap;
+    ev->current = rec->hub;
+    ev->switches = atomic_load_explicit(&rec->switches, memory_order_relaxed);
+    ev->hub_itself = 1;
+    ev->cpu_since_at = rec->hub_idle_at;
+    if (cpu_now >= 0 && rec->hub_idle_cpu >= 0) {
+        ev->cpu_time = cpu_now - rec->hub_idle_cpu;
+        ev->cpu_ratio = ev->cpu_time / gap;
+    }
+    else {
+        ev->cpu_time = ev->cpu_ratio = -1.0;
+    }
+    return 1;
+}
+
+/* Ends a reported block of the hub itself when the hub switched, stopped
+   running or waits for events again; fills `ev` and returns 1 then, else
+   returns 0. Needs hm_sampler_lock. */
+static int
+sample_hub_block(hm_record *rec, double now, int fine, uint64_t count, double cpu_now,
+                 hm_event *ev)
+{
+    if (fine && count == rec->seen) {
+        /* Still running without a switch: judged again at each look. */
+        rec->last_sample = now;
+        if (now < rec->hub_look_at || hub_is_busy(rec, now, cpu_now)) {
+            if (now >= rec->hub_look_at) {
+                rec->hub_look_time = now;
+                rec->hub_look_cpu = cpu_now;
+                rec->hub_look_at = now + hub_look_interval(rec);
+            }
+            return 0;
+        }
+        /* Back in its loop's wait: the block is over. */
+    }
+    /* Ended between the last look and now; began between the last idle look
+       and the first busy one. Take the middle of what is known. */
+    double lower = rec->hub_look_time - rec->since_late, upper = now - rec->since;
+    double stretch = (lower + upper) / 2;
+    rec->blocked = 0;
+    rec->hub_blocked = 0;
+    if (stretch > rec->longest_block) {
+        rec->longest_block = stretch;
+    }
+    histogram_add(rec, stretch);
+    memset(ev, 0, sizeof(*ev));
+    ev->kind = HM_EVENT_UNBLOCKED;
+    ev->value = stretch;
+    rec->seen = count;
+    rec->since = rec->since_late = rec->last_sample = now;
+    rec->seen_out_once = 0;
+    rec->cpu_since = rec->cpu_last = cpu_now;
+    rec->cpu_since_at = now;
+    hub_look_restart(rec, now, cpu_now);
+    rec->fine_last = 0;
+    return 1;
+}
+
 /* Samples one record at time `now`; fills `ev` and returns 1 when Python must
    hear about it, else returns 0. Needs hm_sampler_lock. */
 static int
@@ -236,8 +426,10 @@ sample_record(hm_record *rec, double now, hm_event *ev)
         rec->blind = 1;
         rec->blind_switches = all;
         rec->last_sample = now;
+        rec->fine_last = 0;
         return 0;
     }
+    double cpu_now = thread_cpu(rec);
     if (rec->blind) {
         if (all == rec->blind_switches) {
             /* The tracer is still not called: nothing here can be judged. */
@@ -249,10 +441,16 @@ sample_record(hm_record *rec, double now, hm_event *ev)
         rec->seen = count;
         rec->since = rec->since_late = rec->last_sample = now;
         rec->seen_out_once = 0;
+        rec->cpu_since = rec->cpu_last = cpu_now;
+        rec->cpu_since_at = now;
+        rec->fine_last = 0;
         return 0;
     }
     if (rec->ignoring && all != rec->ignored_switches) {
         rec->ignoring = 0;      /* the ignored greenlet switched away */
+    }
+    if (rec->hub_blocked) {
+        return sample_hub_block(rec, now, fine, count, cpu_now, ev);
     }
     if (fine || count != rec->seen) {
         /* The stretch without progress has ended, somewhere between the
@@ -282,13 +480,26 @@ sample_record(hm_record *rec, double now, hm_event *ev)
         if (rec->seen_out_once) {
             histogram_add(rec, stretch);
         }
+        /* A hub that ran through the whole interval without one switch is
+           looked at: it may be stuck in a callback of its own. */
+        int ran_through = fine && rec->fine_last && count == rec->seen;
         rec->seen = count;
         /* A new stretch starts after this sample if the hub runs now, else
            it started between the previous sample and this one. */
         rec->since = fine ? now : rec->last_sample;
         rec->since_late = now;
         rec->seen_out_once = 0;
+        rec->cpu_since = fine ? cpu_now : rec->cpu_last;
+        rec->cpu_since_at = fine ? now : rec->last_sample;
+        rec->cpu_last = cpu_now;
         rec->last_sample = now;
+        if (ran_through && !emit && rec->mode == HM_MODE_HUB) {
+            emit = look_at_hub(rec, now, cpu_now, ev);
+        }
+        else if (!ran_through) {
+            hub_look_restart(rec, now, cpu_now);
+        }
+        rec->fine_last = fine;
         return emit;
     }
 
@@ -300,6 +511,12 @@ sample_record(hm_record *rec, double now, hm_event *ev)
     double gap_late = now - rec->since_late;
     rec->last_sample = now;
     rec->seen_out_once = 1;
+    rec->fine_last = 0;
+    if (rec->cpu_since < 0) {
+        rec->cpu_since = cpu_now;
+        rec->cpu_since_at = now;
+    }
+    rec->cpu_last = cpu_now;
     atomic_store_explicit(&rec->stamp_armed, 1, memory_order_relaxed);
     if (gap_late > rec->longest_gap) {
         rec->longest_gap = gap_late;
@@ -307,11 +524,23 @@ sample_record(hm_record *rec, double now, hm_event *ev)
     if (rec->reports && !rec->ignoring && !rec->blocked && gap >= rec->threshold) {
         rec->blocked = 1;
         rec->blocks++;
+        rec->profile_taken = 0;
+        rec->profile_pending = 0;
+        rec->next_profile = now + profile_interval(rec, current_period());
         memset(ev, 0, sizeof(*ev));
         ev->kind = HM_EVENT_BLOCKED;
         ev->value = gap;
         ev->current = atomic_load_explicit(&rec->current, memory_order_relaxed);
         ev->switches = all;
+        if (cpu_now >= 0 && rec->cpu_since >= 0) {
+            ev->cpu_time = cpu_now - rec->cpu_since;
+            ev->cpu_ratio = now > rec->cpu_since_at
+                ? ev->cpu_time / (now - rec->cpu_since_at) : -1.0;
+        }
+        else {
+            ev->cpu_time = ev->cpu_ratio = -1.0;
+        }
+        ev->cpu_since_at = rec->cpu_since_at;
         emit = 1;
     }
     return emit;
@@ -387,6 +616,13 @@ apply_outcome(const hm_event *ev, int outcome)
             rec->next_call = hm_clock_now() + HM_RETRY_DELAY;
         }
         break;
+    case HM_EVENT_SAMPLE:
+        if (rec != NULL) {
+            rec->profile_pending = 0;
+            rec->profile_taken++;
+            rec->next_profile = hm_clock_now() + profile_interval(rec, current_period());
+        }
+        break;
     case HM_EVENT_MEMORY:
         /* When delivered, Python acknowledges with hm_sampler_memory_done(). */
         if (outcome == HM_OUTCOME_NOT_DELIVERED) {
@@ -430,7 +666,15 @@ static double
 doze_length(double period)
 {
     double length = period * HM_PERIOD_DIVISOR * 4;
-    return length < 0.05 ? 0.05 : length > 2.0 ? 2.0 : length;
+    length = length < 0.05 ? 0.05 : length > 2.0 ? 2.0 : length;
+    /* A running hub is looked at now and then: it may be stuck in a
+       callback of its own, which no switch would tell. */
+    for (hm_record *r = S.records; r != NULL; r = r->next) {
+        if (r->reports && hub_look_interval(r) < length) {
+            length = hub_look_interval(r);
+        }
+    }
+    return length;
 }
 
 /* The stretches start now, for every record. Needs hm_sampler_lock. */
@@ -440,6 +684,8 @@ restart_stretches(double now)
     for (hm_record *r = S.records; r != NULL; r = r->next) {
         r->since = r->since_late = r->last_sample = now;
         r->seen_out_once = 0;
+        r->cpu_since = -1.0;
+        r->fine_last = 0;
     }
 }
 
@@ -488,12 +734,21 @@ collect_events(double now, hm_event *events, int *more)
     int count = 0;
     *more = 0;
     for (hm_record *r = S.records; r != NULL; r = r->next) {
-        if (count >= HM_MAX_EVENTS - 1) {
+        if (count >= HM_MAX_EVENTS - 3) {
             *more = 1;
             break;
         }
         if (sample_record(r, now, &events[count])) {
             event_from_record(&events[count], r);
+            count++;
+        }
+        if (r->blocked && !r->profile_pending && now >= r->next_profile) {
+            r->profile_pending = 1;
+            memset(&events[count], 0, sizeof(hm_event));
+            events[count].kind = HM_EVENT_SAMPLE;
+            events[count].value = profile_interval(r, current_period());
+            event_from_record(&events[count], r);
+            events[count].gil_dump = 0;     /* one stack dump per block */
             count++;
         }
         if (r->next_call > 0 && now >= r->next_call && !r->call_pending) {
@@ -519,6 +774,42 @@ collect_events(double now, hm_event *events, int *more)
         }
     }
     return count;
+}
+
+/* Records in a garbage-collection pass starting (1) or ending (0); called
+   by gc.callbacks through module.c, holding the GIL. */
+void
+hm_gc_phase_set(int started, int generation)
+{
+    atomic_store(&gc_generation, generation);
+    atomic_store(&gc_thread, started ? PyThread_get_thread_ident() : 0UL);
+}
+
+/* Fills the cause of a BLOCKED event: a garbage-collection pass running in
+   the hub's thread, else what the kernel shows the thread doing, with its
+   CPU time. The GIL is judged later, by Python, from the wait for it.
+   Needs neither the GIL nor hm_sampler_lock. */
+static void
+find_cause(hm_event *ev)
+{
+    if (atomic_load(&gc_thread) == ev->thread_ident) {
+        ev->cause = HM_CAUSE_GC;
+        snprintf(ev->detail, sizeof(ev->detail),
+                 "a garbage-collection pass of generation %d", atomic_load(&gc_generation));
+        return;
+    }
+    hm_kernel_view view;
+    memset(&view, 0, sizeof(view));
+    snprintf(view.detail, sizeof(view.detail), "the thread's kernel id is not known");
+    if (ev->thread_tid <= 0 || hm_kernel_view_read(ev->thread_tid, &view) != 0) {
+        /* The kernel could not tell; the CPU clock may still. */
+        ev->cause = ev->cpu_ratio >= HM_BUSY_CPU_SHARE ? HM_CAUSE_CPU : HM_CAUSE_UNKNOWN;
+        snprintf(ev->detail, sizeof(ev->detail), "%s", view.detail);
+        return;
+    }
+    ev->cause = view.kind;
+    memcpy(ev->detail, view.detail, sizeof(ev->detail));
+    ev->detail[sizeof(ev->detail) - 1] = '\0';
 }
 
 /* The body of the native thread. Holds hm_sampler_lock except while it
@@ -549,6 +840,11 @@ sampler_main(void *unused)
                them in flight too, until the outcomes are applied. */
             S.dispatching = count;
             pthread_mutex_unlock(&hm_sampler_lock);
+            for (int i = 0; i < count; i++) {
+                if (events[i].kind == HM_EVENT_BLOCKED) {
+                    find_cause(&events[i]);
+                }
+            }
             for (int i = 0; i < count; i++) {
                 outcomes[i] = hm_callback_dispatch(&events[i]);
             }
@@ -914,8 +1210,11 @@ hm_sampler_dispatching_get(void)
         uint64_t count = r->mode == HM_MODE_HUB
             ? atomic_load_explicit(&r->hub_switches, memory_order_relaxed)
             : atomic_load_explicit(&r->switches, memory_order_relaxed);
-        if (count != r->seen || (r->mode == HM_MODE_HUB
-                                 && atomic_load_explicit(&r->hub_running, memory_order_relaxed))) {
+        int running = r->mode == HM_MODE_HUB
+            && atomic_load_explicit(&r->hub_running, memory_order_relaxed);
+        /* A block of the hub itself ends when the hub stops running (or
+           waits for events again, which only a sample can tell). */
+        if (count != r->seen || (r->hub_blocked ? !running : running)) {
             dispatching++;
         }
     }
@@ -1044,6 +1343,11 @@ hm_sampler_child_reinit(unsigned long survivor_ident)
 #ifdef __linux__
         r->thread_tid = (long)syscall(SYS_gettid);
 #endif
+        r->has_cpu_clock = pthread_getcpuclockid(r->thread, &r->cpu_clock) == 0;
+        r->cpu_since = r->cpu_last = -1.0;
+        r->fine_last = 0;
+        r->hub_blocked = 0;
+        r->profile_pending = 0;
         r->since = r->since_late = r->last_sample = now;
         r->blocked = 0;
         r->blind = 0;
