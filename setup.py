@@ -22,6 +22,7 @@ setup(
                 "src/record.c",
                 "src/sampler.c",
                 "src/callbacks.c",
+                "src/cause.c",
             ],
             depends=["src/hubmon.h"],
             extra_compile_args=extra_compile_args,

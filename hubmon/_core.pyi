@@ -69,3 +69,17 @@ def gil_dump_lost() -> bool: ...
 def name_this_thread(name: str) -> None: ...
 def monotonic() -> float: ...
 def histogram_bounds() -> Tuple[float, ...]: ...
+def kernel_view(tid: int) -> Tuple[str, str, bool, int, str]:
+    """What the kernel says thread ``tid`` (a native id) of this process is doing now.
+
+    Returns ``(kind, detail, waits_for_events, syscall, state)``: kind is
+    ``"unknown"``, ``"cpu"``, ``"sleep"``, ``"io"`` or ``"lock"``; detail is
+    plain text such as ``"recvfrom on fd 7: TCP 127.0.0.1:41012 -> 127.0.0.1:5432"``;
+    waits_for_events tells a call an event loop waits in (epoll, or poll or
+    select with a descriptor); syscall is the syscall number, -1 when not in
+    one, -2 when unknown; state is the letter of /proc/.../stat, ``""`` when
+    unknown. A thread that cannot be read gives ``"unknown"`` and a detail
+    saying why; it never raises for that. Read without the GIL, as the
+    native thread reads it; for tests.
+    """
+    ...

@@ -23,6 +23,9 @@
  *   import, through module.c; C never looks Python up by name), plus the
  *   stack dump for blocks made by C calls that hold the GIL.
  * module.c: module init, the module's functions, exit and fork hooks.
+ * cause.c: the kernel's view of a thread (its syscall, its state, what its
+ *   fd is), read from /proc without the GIL; called by sampler.c only (and
+ *   the white-box _core.kernel_view).
  *
  * Shared symbols are named hm_<noun>_<verb> (hm_sampler_add,
  * hm_record_threshold_set); macros HM_*; everything else is static.
@@ -235,6 +238,37 @@ int hm_gil_dump_enable(int fd);
 void hm_gil_dump_disable(void);
 int hm_gil_dump_is_lost(void);
 int hm_signal_disposition_get(int signum);
+
+/* cause.c: the kernel's view of a thread. */
+
+/* The kinds of cause of a blockage; the same order as hubmon.cause.KINDS. */
+#define HM_CAUSE_UNKNOWN 0
+#define HM_CAUSE_CPU 1
+#define HM_CAUSE_SLEEP 2
+#define HM_CAUSE_IO 3
+#define HM_CAUSE_LOCK 4
+#define HM_CAUSE_GIL 5      /* decided by the sampler, never by cause.c */
+#define HM_CAUSE_GC 6       /* decided by the sampler, never by cause.c */
+#define HM_DETAIL_MAX 200
+
+/* The names of the kinds, indexed by HM_CAUSE_*. */
+extern const char *const hm_cause_names[7];
+
+typedef struct {
+    int kind;               /* HM_CAUSE_UNKNOWN, CPU, SLEEP, IO or LOCK */
+    int waits_for_events;   /* in a call an event loop waits in: epoll_wait/epoll_pwait/epoll_pwait2,
+                               poll/ppoll or select/pselect6 with at least one fd */
+    long syscall;           /* the syscall number, -1 running (not in a syscall), -2 unknown */
+    char state;             /* the state letter of /proc/.../stat ('R', 'S', 'D', ...), 0 unknown */
+    char detail[HM_DETAIL_MAX];   /* plain ASCII, NUL-terminated */
+} hm_kernel_view;
+
+/* Reads what the kernel says thread `tid` of this process is doing now.
+   Needs nothing (no GIL, no lock; safe on the native thread). Returns 0, or
+   -1 when nothing can be read (not Linux, no /proc, the thread is gone):
+   then kind is HM_CAUSE_UNKNOWN and detail says why. Never blocks for long,
+   never allocates. */
+int hm_kernel_view_read(long tid, hm_kernel_view *out);
 
 /* A thread's trace function: its type is in thread_tracer.c, its call (the
    per-switch hot path) in tracer.c. */

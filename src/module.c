@@ -392,6 +392,34 @@ core_histogram_bounds(PyObject *module, PyObject *unused)
     return bounds;
 }
 
+PyDoc_STRVAR(kernel_view_doc,
+"kernel_view(tid) -> tuple[str, str, bool, int, str]\n--\n\n"
+"What the kernel says thread `tid` (a native id) of this process is doing\n"
+"now, as the native thread sees it: (kind, detail, waits_for_events,\n"
+"syscall, state). kind is 'unknown', 'cpu', 'sleep', 'io' or 'lock';\n"
+"syscall is -1 when not in one, -2 when unknown; state is the letter of\n"
+"/proc/.../stat, or '' when unknown. A thread that cannot be read gives\n"
+"'unknown' and a detail that says why. For tests.");
+
+static PyObject *
+core_kernel_view(PyObject *module, PyObject *arg)
+{
+    (void)module;
+    long tid = PyLong_AsLong(arg);
+    if (tid == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    hm_kernel_view view;
+    /* The native thread reads it without the GIL: so does this. */
+    Py_BEGIN_ALLOW_THREADS
+    hm_kernel_view_read(tid, &view);
+    Py_END_ALLOW_THREADS
+    int kind = view.kind >= 0 && view.kind < 7 ? view.kind : HM_CAUSE_UNKNOWN;
+    char state[2] = {view.state, '\0'};
+    return Py_BuildValue("(ssNls)", hm_cause_names[kind], view.detail,
+                         PyBool_FromLong(view.waits_for_events), view.syscall, state);
+}
+
 PyDoc_STRVAR(set_trace_functions_doc,
 "set_trace_functions(gettrace, settrace)\n--\n\n"
 "greenlet.gettrace and greenlet.settrace, handed over once when the package\n"
@@ -446,6 +474,7 @@ static PyMethodDef module_methods[] = {
     {"histogram_bounds", core_histogram_bounds, METH_NOARGS, histogram_bounds_doc},
     {"gc_callback", (PyCFunction)(void (*)(void))core_gc_callback, METH_FASTCALL,
      gc_callback_doc},
+    {"kernel_view", core_kernel_view, METH_O, kernel_view_doc},
     {NULL, NULL, 0, NULL}
 };
 
