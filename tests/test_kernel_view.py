@@ -122,6 +122,36 @@ def test_select_on_a_pipe_names_the_pipe():
         os.close(w)
 
 
+def test_poll_on_two_pipes_names_the_first():
+    first, second = os.pipe(), os.pipe()
+    poller = select.poll()
+    poller.register(second[0], select.POLLIN)
+    poller.register(first[0], select.POLLIN)
+    try:
+        thread = start(lambda: poller.poll(DEADLINE * 1000))
+        kind, detail, waits, syscall, state = view_until(thread, "io")
+        assert re.match(r"p?poll on 2 fds, first fd %d: pipe:\[\d+\]$" % second[0], detail), detail
+        assert waits is True
+        os.write(first[1], b"x")
+        thread.join(DEADLINE)
+        assert not thread.is_alive()
+    finally:
+        for fd in first + second:
+            os.close(fd)
+
+
+def test_select_on_an_exceptional_set_only_names_it(connection):
+    # Python passes NULL for the empty read and write lists.
+    client, accepted = connection
+    thread = start(lambda: select.select([], [], [client], DEADLINE))
+    kind, detail, waits, syscall, state = view_until(thread, "io")
+    assert re.match(r"(p?select|pselect6) on fd %d: " % client.fileno(), detail), detail
+    assert detail.endswith(tcp_pair(client))
+    accepted.send(b"!", socket.MSG_OOB)     # urgent data: an exceptional condition
+    thread.join(DEADLINE)
+    assert not thread.is_alive()
+
+
 def test_lock_held_elsewhere_is_a_lock():
     lock = threading.Lock()
     lock.acquire()
