@@ -579,7 +579,9 @@ read_fd_set(unsigned long remote, int nfds, fd_set *set)
 
 /* select/pselect6(nfds, readfds, writefds, exceptfds, ...): a sleep without
    descriptors (time.sleep of Python 3.9 and 3.10), else a wait for events,
-   named by the first descriptor of the read set, else of the write set. */
+   named by the first descriptor of the read set, else of the write set,
+   else of the exceptional set (the sets are read from the thread's
+   memory). */
 static void
 describe_select(hm_kernel_view *out, const syscall_info *info, const unsigned long *args)
 {
@@ -596,34 +598,38 @@ describe_select(hm_kernel_view *out, const syscall_info *info, const unsigned lo
         nfds = FD_SETSIZE;
     }
 
-    fd_set readable, writable;
-    int have_read = read_fd_set(args[1], nfds, &readable) == 0;
-    int have_write = read_fd_set(args[2], nfds, &writable) == 0;
-    if (!have_read && !have_write) {
-        append(out->detail, sizeof(out->detail),
-               " with nfds %d (its sets cannot be read)", nfds);
-        return;
+    /* Python passes NULL for an empty list, so a missing set is normal. */
+    fd_set sets[3];
+    int have[3];
+    for (int i = 0; i < 3; i++) {
+        have[i] = read_fd_set(args[1 + i], nfds, &sets[i]) == 0;
+        if (!have[i] && args[1 + i] != 0) {
+            append(out->detail, sizeof(out->detail),
+                   " with nfds %d (its sets cannot be read)", nfds);
+            return;
+        }
     }
     unsigned long count = 0;
-    int first_read = -1, first_write = -1;
+    int first[3] = {-1, -1, -1};
     for (int fd = 0; fd < nfds; fd++) {
-        int in_read = have_read && FD_ISSET(fd, &readable);
-        int in_write = have_write && FD_ISSET(fd, &writable);
-        if (in_read && first_read < 0) {
-            first_read = fd;
+        int in_any = 0;
+        for (int i = 0; i < 3; i++) {
+            if (have[i] && FD_ISSET(fd, &sets[i])) {
+                in_any = 1;
+                if (first[i] < 0) {
+                    first[i] = fd;
+                }
+            }
         }
-        if (in_write && first_write < 0) {
-            first_write = fd;
-        }
-        count += in_read || in_write;
+        count += (unsigned long)in_any;
     }
     if (count == 0) {
-        append(out->detail, sizeof(out->detail), " with nfds %d and no fd to read or write",
+        append(out->detail, sizeof(out->detail), " with nfds %d and no fd in its sets",
                nfds);
         return;
     }
     append_fd_list(out->detail, sizeof(out->detail), count,
-                   first_read >= 0 ? first_read : first_write);
+                   first[0] >= 0 ? first[0] : first[1] >= 0 ? first[1] : first[2]);
 }
 
 /* Classifies a thread blocked in syscall `nr` with arguments `args`. */
