@@ -394,16 +394,12 @@ hm_callback_atfork_child(void)
 static PyObject *
 cause_tuple(const hm_event *ev)
 {
-    static const char *const names[] = {
-        "unknown", "cpu", "sleep", "io", "lock", "gil", "gc"
-    };
     PyObject *detail = NULL, *cpu = NULL, *result = NULL;
     if (ev->kind != HM_EVENT_BLOCKED) {
         Py_INCREF(Py_None);
         return Py_None;
     }
-    int kind = ev->cause >= 0 && ev->cause < (int)(sizeof(names) / sizeof(names[0]))
-        ? ev->cause : HM_CAUSE_UNKNOWN;
+    int kind = ev->cause >= 0 && ev->cause <= HM_CAUSE_GC ? ev->cause : HM_CAUSE_UNKNOWN;
     /* The detail is the kernel's ASCII, but a path may hold any byte. */
     detail = PyUnicode_DecodeUTF8(ev->detail, (Py_ssize_t)strnlen(ev->detail, sizeof(ev->detail)),
                                   "replace");
@@ -420,7 +416,7 @@ cause_tuple(const hm_event *ev)
         cpu = Py_None;
         Py_INCREF(cpu);
     }
-    result = Py_BuildValue("(sOOO)", names[kind], detail, cpu,
+    result = Py_BuildValue("(sOOO)", hm_cause_names[kind], detail, cpu,
                            ev->hub_itself ? Py_True : Py_False);
 error:
     Py_XDECREF(detail);

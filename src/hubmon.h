@@ -147,6 +147,7 @@ typedef struct hm_record {
        for events): looks at its thread, at most every threshold / 2. */
     int fine_last;                  /* the last sample found the hub running */
     int hub_blocked;                /* the reported block is the hub's own */
+    int hub_waited;                 /* the hub's loop has run since the start */
     double hub_look_at;             /* the next look is due then */
     double hub_look_time;           /* the last look, and the CPU time then */
     double hub_look_cpu;
@@ -168,6 +169,37 @@ typedef struct {
     double threshold;
     uint64_t histogram[HM_HIST_BUCKETS + 1];
 } hm_record_figures;
+
+/* cause.c: the kernel's view of a thread. */
+
+/* The kinds of cause of a blockage; the same order as hubmon.cause.KINDS. */
+#define HM_CAUSE_UNKNOWN 0
+#define HM_CAUSE_CPU 1
+#define HM_CAUSE_SLEEP 2
+#define HM_CAUSE_IO 3
+#define HM_CAUSE_LOCK 4
+#define HM_CAUSE_GIL 5      /* decided by the sampler, never by cause.c */
+#define HM_CAUSE_GC 6       /* decided by the sampler, never by cause.c */
+#define HM_DETAIL_MAX 200
+
+/* The names of the kinds, indexed by HM_CAUSE_*. */
+extern const char *const hm_cause_names[7];
+
+typedef struct {
+    int kind;               /* HM_CAUSE_UNKNOWN, CPU, SLEEP, IO or LOCK */
+    int waits_for_events;   /* in a call an event loop waits in: epoll_wait/epoll_pwait/epoll_pwait2,
+                               poll/ppoll or select/pselect6 with at least one fd */
+    long syscall;           /* the syscall number, -1 running (not in a syscall), -2 unknown */
+    char state;             /* the state letter of /proc/.../stat ('R', 'S', 'D', ...), 0 unknown */
+    char detail[HM_DETAIL_MAX];   /* plain ASCII, NUL-terminated */
+} hm_kernel_view;
+
+/* Reads what the kernel says thread `tid` of this process is doing now.
+   Needs nothing (no GIL, no lock; safe on the native thread). Returns 0, or
+   -1 when nothing can be read (not Linux, no /proc, the thread is gone):
+   then kind is HM_CAUSE_UNKNOWN and detail says why. Never blocks for long,
+   never allocates. */
+int hm_kernel_view_read(long tid, hm_kernel_view *out);
 
 /* One event for Python: plain facts copied out of a record under the lock. */
 typedef struct {
@@ -238,37 +270,6 @@ int hm_gil_dump_enable(int fd);
 void hm_gil_dump_disable(void);
 int hm_gil_dump_is_lost(void);
 int hm_signal_disposition_get(int signum);
-
-/* cause.c: the kernel's view of a thread. */
-
-/* The kinds of cause of a blockage; the same order as hubmon.cause.KINDS. */
-#define HM_CAUSE_UNKNOWN 0
-#define HM_CAUSE_CPU 1
-#define HM_CAUSE_SLEEP 2
-#define HM_CAUSE_IO 3
-#define HM_CAUSE_LOCK 4
-#define HM_CAUSE_GIL 5      /* decided by the sampler, never by cause.c */
-#define HM_CAUSE_GC 6       /* decided by the sampler, never by cause.c */
-#define HM_DETAIL_MAX 200
-
-/* The names of the kinds, indexed by HM_CAUSE_*. */
-extern const char *const hm_cause_names[7];
-
-typedef struct {
-    int kind;               /* HM_CAUSE_UNKNOWN, CPU, SLEEP, IO or LOCK */
-    int waits_for_events;   /* in a call an event loop waits in: epoll_wait/epoll_pwait/epoll_pwait2,
-                               poll/ppoll or select/pselect6 with at least one fd */
-    long syscall;           /* the syscall number, -1 running (not in a syscall), -2 unknown */
-    char state;             /* the state letter of /proc/.../stat ('R', 'S', 'D', ...), 0 unknown */
-    char detail[HM_DETAIL_MAX];   /* plain ASCII, NUL-terminated */
-} hm_kernel_view;
-
-/* Reads what the kernel says thread `tid` of this process is doing now.
-   Needs nothing (no GIL, no lock; safe on the native thread). Returns 0, or
-   -1 when nothing can be read (not Linux, no /proc, the thread is gone):
-   then kind is HM_CAUSE_UNKNOWN and detail says why. Never blocks for long,
-   never allocates. */
-int hm_kernel_view_read(long tid, hm_kernel_view *out);
 
 /* A thread's trace function: its type is in thread_tracer.c, its call (the
    per-switch hot path) in tracer.c. */

@@ -278,11 +278,14 @@ hub_look_interval(const hm_record *rec)
 
 /* Whether a hub that has run since the last look without a single switch
    is busy rather than waiting for events: its thread used at least half of
-   the time on the CPU, or the kernel shows it in a call that is not its
-   loop's wait (a sleep, a read, a lock, inside a callback). A thread that
-   cannot be read is taken to wait. Needs hm_sampler_lock (it holds it only
-   for the few microseconds of the /proc read, and only while a hub runs
-   without switching). */
+   the time on the CPU, or the kernel shows it sleeping or waiting for I/O
+   in a call that is not its loop's wait (inside a callback). A wait on a
+   futex does not count: the thread waiting for the GIL looks just the same
+   (while hubmon's threads or the program's hold it), and a hub that cannot
+   get the GIL is not stuck in a callback. A thread that cannot be read is
+   taken to wait. Needs hm_sampler_lock (it holds it only for the few
+   microseconds of the /proc read, and only while a hub runs without
+   switching). */
 static int
 hub_is_busy(const hm_record *rec, double now, double cpu_now)
 {
@@ -295,7 +298,8 @@ hub_is_busy(const hm_record *rec, double now, double cpu_now)
     if (rec->thread_tid <= 0 || hm_kernel_view_read(rec->thread_tid, &view) != 0) {
         return 0;
     }
-    return !view.waits_for_events;
+    return !view.waits_for_events && (view.kind == HM_CAUSE_SLEEP || view.kind == HM_CAUSE_IO
+                                      || view.kind == HM_CAUSE_CPU);
 }
 
 /* A new look at a running hub starts from here. Needs hm_sampler_lock. */
@@ -327,6 +331,7 @@ look_at_hub(hm_record *rec, double now, double cpu_now, hm_event *ev)
         rec->hub_idle_at = now;
         rec->hub_idle_cpu = cpu_now;
         rec->hub_busy_at = 0;
+        rec->hub_waited = 1;
         return 0;
     }
     if (rec->hub_busy_at == 0) {
@@ -335,7 +340,11 @@ look_at_hub(hm_record *rec, double now, double cpu_now, hm_event *ev)
     /* Busy since some time after the last idle look: judged by that upper
        bound, as stretches without switches are. */
     double gap = now - rec->hub_idle_at;
-    if (!rec->reports || rec->ignoring || rec->blocked || gap < rec->threshold) {
+    /* Only once the hub's loop has run (a look saw it wait for events, or
+       a greenlet switched into it): until then it is starting (gevent's hub
+       starts its monitor, and imports what that needs, before its loop). */
+    if (!rec->reports || rec->ignoring || rec->blocked || !rec->hub_waited
+            || gap < rec->threshold) {
         return 0;
     }
     rec->blocked = 1;
@@ -483,6 +492,9 @@ sample_record(hm_record *rec, double now, hm_event *ev)
         /* A hub that ran through the whole interval without one switch is
            looked at: it may be stuck in a callback of its own. */
         int ran_through = fine && rec->fine_last && count == rec->seen;
+        if (count != rec->seen) {
+            rec->hub_waited = 1;    /* a switch into the hub: its loop runs */
+        }
         rec->seen = count;
         /* A new stretch starts after this sample if the hub runs now, else
            it started between the previous sample and this one. */

@@ -107,6 +107,7 @@ def test_defaults(cfg):
         "print_blocking_reports": True,
         "report_to": "stream",
         "report_greenlet_limit": 50,
+        "unblocked_report_time": None,
         "gil_signal": AUTO_SIGNAL,
     }
     assert type(cfg.memory_monitor_period) is float

@@ -18,7 +18,9 @@ def child_work():
             isinstance(e, events.EventLoopUnblocked) for e in seen):
         gevent.sleep(0.01)
     blocked = [e for e in seen if isinstance(e, events.EventLoopBlocked)]
-    sys.stderr.write('CHILD %d reports=%d native=%s\\n' % (os.getpid(), len(blocked), hubmon._core.sampler_native_id() > 0))
+    sys.stderr.write('CHILD %d reports=%d native=%s %r\\n' % (
+        os.getpid(), len(blocked), hubmon._core.sampler_native_id() > 0,
+        [(e.hub_itself, str(e.cause), round(e.duration, 3)) for e in blocked]))
     sys.stderr.flush()
 """
 
