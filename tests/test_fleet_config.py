@@ -1,10 +1,9 @@
 """The settings of fleet reports: HUBMON_REPEAT_WINDOW and HUBMON_REPORT_FORMAT."""
 import pytest
 
-import hubmon
-from hubmon.config import Config, ConfigError
+from hubmon.config import Config
 
-from test_config import assert_code_error, assert_env_error, read_env  # noqa: F401 - clean_env
+from test_config import assert_code_error, assert_env_error, read_env
 from test_config import clean_env  # noqa: F401 - the fixture, used by every test here
 
 
