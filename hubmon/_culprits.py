@@ -27,7 +27,6 @@ one-line repeat.
 from __future__ import annotations
 
 from ._collect import _qualified_type_name
-from ._threads import real_lock
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs milliseconds at import; annotations stay strings here
@@ -95,33 +94,35 @@ class _Entry:
 class Table:
     """The culprit table of one monitor: blockages counted and timed by fingerprint.
 
-    :meth:`blocked` and :meth:`unblocked` run on the native thread,
-    :meth:`rows` in any thread; a real lock, held only for dict updates,
-    keeps them consistent.
+    :meth:`blocked` and :meth:`unblocked` run on the native thread (or in
+    ``Monitor.stop()``, once the native thread no longer sends this monitor's
+    events), :meth:`rows` in any thread. There is no lock: only one thread
+    writes at a time, and readers copy the dict in one step under the GIL.
+    A lock would also be a hazard, since a ``fork()`` made while the native
+    thread held it would leave it held in the child.
     """
 
     def __init__(self, limit: int = MAX_CULPRITS) -> None:
         self._limit = limit
         self._entries: Dict[str, _Entry] = {}
-        self._lock = real_lock()
         # The blockage going on: (fingerprint, place, monotonic start), or None.
         self._current: Optional[Tuple[str, str, float]] = None
 
     def blocked(self, fingerprint: str, place: str, started: float) -> None:
         """A blockage of ``fingerprint`` began at monotonic time ``started`` and was reported."""
-        with self._lock:
-            entry = self._entries.get(fingerprint)
-            if entry is None:
-                if len(self._entries) >= self._limit:
-                    self._drop_smallest()
-                entry = self._entries[fingerprint] = _Entry(place)
-            entry.count += 1
-            entry.place = place
-            self._current = (fingerprint, place, started)
+        entry = self._entries.get(fingerprint)
+        if entry is None:
+            if len(self._entries) >= self._limit:
+                self._drop_smallest()
+            entry = self._entries[fingerprint] = _Entry(place)
+        entry.count += 1
+        entry.place = place
+        self._current = (fingerprint, place, started)
 
     def _drop_smallest(self) -> None:
         current = self._current[0] if self._current is not None else None
-        victims = [(entry.total, key) for key, entry in self._entries.items() if key != current]
+        victims = [(entry.total, key) for key, entry in list(self._entries.items())
+                   if key != current]
         if victims:
             del self._entries[min(victims)[1]]
 
@@ -131,31 +132,28 @@ class Table:
         Returns its ``(fingerprint, place)``, or None when no reported
         blockage was going on (one a report filter vetoed).
         """
-        with self._lock:
-            current, self._current = self._current, None
-            if current is None:
-                return None
-            entry = self._entries.get(current[0])
-            if entry is not None:
-                entry.total += duration
-                entry.longest = max(entry.longest, duration)
-            return current[0], current[1]
+        current, self._current = self._current, None
+        if current is None:
+            return None
+        entry = self._entries.get(current[0])
+        if entry is not None:
+            entry.total += duration
+            entry.longest = max(entry.longest, duration)
+        return current[0], current[1]
 
     def forget_current(self) -> None:
         """No reported blockage goes on (a new one was vetoed by a filter)."""
-        with self._lock:
-            self._current = None
+        self._current = None
 
     def rows(self, now: float) -> List[Dict[str, Any]]:
         """The table as ``Monitor.stats()["culprits"]`` gives it, at monotonic time ``now``.
 
         The blockage going on counts with its duration so far.
         """
-        with self._lock:
-            rows = [{"fingerprint": key, "place": entry.place, "count": entry.count,
-                     "total": entry.total, "longest": entry.longest}
-                    for key, entry in self._entries.items()]
-            current = self._current
+        current = self._current
+        rows = [{"fingerprint": key, "place": entry.place, "count": entry.count,
+                 "total": entry.total, "longest": entry.longest}
+                for key, entry in list(self._entries.items())]
         if current is not None:
             so_far = max(0.0, now - current[2])
             for row in rows:
