@@ -11,11 +11,13 @@ do with the result.
 """
 from __future__ import annotations
 
-from . import _core
+from . import _core, _culprits
+from ._collect import collect_blocked_report
 from ._profile import callback_of, take_stack
+from ._render import render_blocked_report
 from ._threads import own_thread_idents
 from .cause import Cause
-from .report import find_greenlet, find_greenlets, format_blocked_report
+from .report import find_greenlet, find_greenlets
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs milliseconds at import; annotations stay strings here
@@ -36,16 +38,26 @@ class Capture:
     greenlet of this process), ``lines`` the report, ``duration`` how long
     the hub had been blocked when the report was built (seconds, the wait for
     the GIL included) and ``started`` the monotonic time the block began.
+    ``report`` is the collected ``BlockedReport`` the lines were rendered
+    from, with its ``fingerprint``, and ``place`` the culprit's place (see
+    :mod:`hubmon._culprits`); all three are None (and ``lines`` empty) when
+    ``want_report`` vetoed the report.
     """
 
-    __slots__ = ("culprit", "lines", "duration", "started", "cause", "stack")
+    __slots__ = ("culprit", "lines", "duration", "started", "report", "fingerprint", "place",
+                 "cause", "stack")
 
     def __init__(self, culprit: Any, lines: List[str], duration: float, started: float,
-                 cause: Optional[Cause] = None, stack: Optional[tuple] = None) -> None:
+                 report: Any = None, fingerprint: Optional[str] = None,
+                 place: Optional[str] = None, cause: Optional[Cause] = None,
+                 stack: Optional[tuple] = None) -> None:
         self.culprit = culprit
         self.lines = lines
         self.duration = duration
         self.started = started
+        self.report = report
+        self.fingerprint = fingerprint
+        self.place = place
         #: The cause (hubmon.cause.Cause), or None.
         self.cause = cause
         #: The blocked thread's stack when captured, "file:line:function" strings, or None.
@@ -76,6 +88,7 @@ def capture(*, current: int, duration: float, gil_wait: float, thread_ident: int
             threshold: float, hub: Any, max_greenlets: Optional[int], owner_repr: str,
             gil_note: Callable[[], str],
             plausible: Optional[Callable[[Any], bool]] = None,
+            want_report: Optional[Callable[[Any, float], bool]] = None,
             cause: Optional[Cause] = None, hub_itself: bool = False) -> Optional[Capture]:
     """Capture the report of a block; native thread, holding the GIL. Raises what the report's
     guards let through (nothing in practice); :mod:`hubmon._dispatch` contains it.
@@ -87,6 +100,9 @@ def capture(*, current: int, duration: float, gil_wait: float, thread_ident: int
     that says where the stacks taken while the GIL was held went.
     ``plausible(culprit)``, when given, may return False: the evidence
     contradicts the block, and None is returned with nothing captured.
+    ``want_report(culprit, duration)``, when given, may return False: the
+    report is neither collected nor rendered (``lines`` is empty). ``cause``
+    (a :class:`hubmon.cause.Cause` or None) goes into the report.
     """
     # One scan of the live greenlets serves the culprit and the report: with
     # 10,000 greenlets each scan holds the GIL for about 8 ms.
@@ -95,16 +111,20 @@ def capture(*, current: int, duration: float, gil_wait: float, thread_ident: int
     if plausible is not None and not plausible(culprit):
         return None
     total = duration + gil_wait
-    lines = format_blocked_report(
+    if want_report is not None and not want_report(culprit, total):
+        return Capture(culprit, [], total, _core.monotonic() - total, cause=cause)
+    report = collect_blocked_report(
         greenlet=culprit, thread_ident=thread_ident, duration=total, threshold=threshold,
         hub=hub, max_greenlets=max_greenlets, exclude_thread_ids=own_thread_idents(),
-        monitor_repr=owner_repr, _greenlets=greenlets)
+        monitor_repr=owner_repr, greenlets=greenlets)
     del greenlets
+    report.cause = cause
+    fingerprint, place = _culprits.identify(report, culprit)
+    report.fingerprint = fingerprint
+    lines = render_blocked_report(report)
     stack = take_stack(thread_ident)
-    at = 2
-    if cause is not None:
-        lines.insert(at, "    Cause: %s" % (cause,))
-        at += 1
+    # Under the header, and under the Cause line that belongs to it.
+    at = 2 if cause is None else 3
     if hub_itself:
         lines.insert(at, "    The hub itself has not waited for events for %.3f seconds: it runs "
                          "a callback of its loop, %s" % (total, callback_of(stack, _gevent_dir())
@@ -114,7 +134,8 @@ def capture(*, current: int, duration: float, gil_wait: float, thread_ident: int
         lines.insert(at, "    The GIL was held for %.3f seconds before this report could be "
                          "built: a C call that does not release it was running. %s"
                          % (gil_wait, gil_note()))
-    return Capture(culprit, lines, total, _core.monotonic() - total, cause, stack)
+    return Capture(culprit, lines, total, _core.monotonic() - total, report, fingerprint, place,
+                   cause, stack)
 
 
 def _gevent_dir() -> Optional[str]:

@@ -58,6 +58,7 @@ if TYPE_CHECKING:  # typing costs milliseconds at import; annotations stay strin
     from typing import Any, Iterable
 
 from ._threads import end_forked_child
+from .cause import Cause
 
 try:
     import greenlet as _greenlet_module
@@ -115,6 +116,8 @@ class Data:
 
 def _plain(value: Any) -> Any:
     if isinstance(value, Data):
+        return value.to_dict()
+    if isinstance(value, Cause):
         return value.to_dict()
     if isinstance(value, (list, tuple)):
         return [_plain(item) for item in value]
@@ -310,12 +313,16 @@ class BlockedReport(Data):
 
     *time* is when they were collected (``time.time()``); *duration* and
     *threshold* are seconds (a float, or the repr of a value that is not a
-    number); *culprit* is the repr of the blocked greenlet.
+    number); *culprit* is the repr of the blocked greenlet. *fingerprint*
+    (16 hex digits, see `hubmon._culprits`) names the culprit's code
+    location, and *cause* is the `hubmon.cause.Cause` of the blockage; either
+    is None when not known. ``to_dict()`` gives plain values that
+    ``json.dumps`` takes (the cause as ``Cause.to_dict()``).
     """
 
     __slots__ = ('time', 'culprit', 'culprit_identity', 'duration',
                  'threshold', 'monitor', 'hub', 'blocked_stack', 'run_info',
-                 'failure')
+                 'failure', 'fingerprint', 'cause')
 
     def __init__(self) -> None:
         self.time: float | None = None
@@ -328,6 +335,8 @@ class BlockedReport(Data):
         self.blocked_stack: BlockedStack | None = None
         self.run_info: RunInfo | None = None
         self.failure: Failure | None = None
+        self.fingerprint: str | None = None
+        self.cause: Cause | None = None
 
 
 # ---------------------------------------------------------------------------

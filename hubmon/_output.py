@@ -145,16 +145,18 @@ def _write_fd(fd: int, data: bytes) -> None:
         os.close(copy)
 
 
-def write(stream: Any, text: str) -> None:
+def write(stream: Any, text: str, level: int = 30) -> None:
     """Write ``text`` (a newline is added) to ``stream``, or log it when stream is None.
 
-    Raises what the stream raises; callers contain it.
+    A logged text is one record of the logger ``hubmon`` at ``level``
+    (logging's number: 30 is WARNING, 20 INFO). Raises what the stream
+    raises; callers contain it.
     """
     data = text if text.endswith("\n") else text + "\n"
     if stream is None:
         with _gated():
             import logging
-            logging.getLogger(LOGGER_NAME).warning("%s", data.rstrip("\n"))
+            logging.getLogger(LOGGER_NAME).log(level, "%s", data.rstrip("\n"))
         return
     fd = _direct_fileno(stream)
     if fd is None:

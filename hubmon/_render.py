@@ -61,6 +61,11 @@ def render_blocked_report(report: _collect.BlockedReport) -> list[str]:
                 '(max_blocking_time %s seconds)' % (
                     _utc_timestamp(report.time), report.culprit,
                     _seconds(report.duration), _seconds(report.threshold)))
+        if report.cause is not None:
+            lines.append('    Cause: %s' % (report.cause,))
+        if report.fingerprint is not None:
+            lines.append('    Fingerprint: %s (its repeats within HUBMON_REPEAT_WINDOW'
+                         ' print one line)' % (report.fingerprint,))
         if report.monitor is not None:
             lines.append('    Reported by %s' % (report.monitor,))
         if report.hub is not None:

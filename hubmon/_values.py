@@ -16,7 +16,8 @@ This module imports nothing but ``signal``, and that on demand, so that
 from __future__ import annotations
 
 __all__ = ["BOOL", "BYTES", "COUNT", "MAX_INT", "MAX_SECONDS", "MEMORY_PERIOD", "PERIOD",
-           "SIGNAL", "THRESHOLD", "TIMEOUT", "Bool", "ByteCount", "Choice", "OrDefault", "ConfigError", "ConfigTypeError", "Count",
+           "REPEAT_WINDOW", "SIGNAL", "THRESHOLD", "TIMEOUT", "Bool", "ByteCount", "Choice",
+           "ConfigError", "ConfigTypeError", "Count", "OrDefault",
            "Seconds", "Signal"]
 
 #: The longest accepted time setting: one day, in seconds.
@@ -325,6 +326,8 @@ THRESHOLD = Seconds(0.0, False)
 MEMORY_PERIOD = Seconds(0.1, True)
 #: How long to wait for something, in seconds: from 0 to a day.
 TIMEOUT = Seconds(0.0, True)
+#: ``repeat_window``: from 0 (every report in full) to a day.
+REPEAT_WINDOW = Seconds(0.0, True)
 #: A monitoring function's period: any finite duration greater than 0, as gevent allows.
 PERIOD = Seconds(0.0, False, maximum=None)
 #: Flags such as ``print_blocking_reports``.

@@ -22,8 +22,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # Importing typing takes several milliseconds; config must stay cheap.
     from typing import Any
 
-from ._values import (BOOL, BYTES, COUNT, MAX_INT, MAX_SECONDS, MEMORY_PERIOD, SIGNAL,
-                      THRESHOLD, TIMEOUT, Choice, ConfigError, OrDefault)
+from ._values import (BOOL, BYTES, COUNT, MAX_INT, MAX_SECONDS, MEMORY_PERIOD, REPEAT_WINDOW,
+                      SIGNAL, THRESHOLD, TIMEOUT, Choice, ConfigError, OrDefault)
 
 __all__ = ["Config", "ConfigError", "MAX_INT", "MAX_SECONDS", "config"]
 
@@ -118,6 +118,17 @@ class Config:
         SIGUSR1, SIGUSR2 or a real-time signal, and one the program already
         handles is refused when a monitor starts; 'off' or 0 disables the
         dump.""")
+
+    repeat_window: float = _setting("HUBMON_REPEAT_WINDOW", REPEAT_WINDOW, 60.0, """
+        Seconds after a blocked report is printed in full during which another
+        blockage with the same fingerprint (the same culprit code location)
+        prints one line instead, naming the full report it repeats; after the
+        window the next one prints in full again. 0 prints every report in
+        full. The events fire every time either way.""")
+    report_format: str = _setting("HUBMON_REPORT_FORMAT", Choice("text", "json"), "text", """
+        How a monitor writes what it reports: 'text', the readable report, or
+        'json', one JSON object per line and per event (a blockage, a repeat,
+        the end of a reported blockage) to the same stream or logger.""")
 
     def __init__(self) -> None:
         """Create a Config with nothing read or assigned yet."""

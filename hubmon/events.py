@@ -21,6 +21,7 @@ if TYPE_CHECKING:  # typing costs milliseconds at import; annotations stay strin
 
 __all__ = [
     "subscribers",
+    "report_filters",
     "notify",
     "wait_for_delivery",
     "EventLoopBlocked",
@@ -31,6 +32,18 @@ __all__ = [
 
 #: Callables that receive every event object, in order.
 subscribers: List[Callable[[Any], None]] = []
+
+#: Callables ``f(greenlet, hub, duration) -> bool`` asked, in order, whether a
+#: monitor's blocked report is wanted, before it is collected: ``greenlet``
+#: is the culprit (None when not found), ``duration`` the seconds blocked so
+#: far. The first that returns a false value vetoes it: the report is neither
+#: collected nor printed, and :class:`EventLoopBlocked` still fires, with
+#: ``info == []`` and ``report`` None. One that raises counts as True; the
+#: error is written to stderr, naming the filter. They run in hubmon's native
+#: thread, holding the GIL, while the hub is blocked, with greenlet switches
+#: forbidden (one raises): keep them cheap. :class:`hubmon.assert_switches`
+#: scopes do not use them.
+report_filters: List[Callable[[Any, Any, float], bool]] = []
 
 
 class EventLoopBlocked:
@@ -60,6 +73,18 @@ class EventLoopBlocked:
         #: threshold instead of waiting for events; :attr:`greenlet` is then
         #: the hub. gevent's monitor never reports these.
         self.hub_itself = False
+        #: The culprit's code location, 16 hex digits (str): the same for every
+        #: blockage by the same code, whatever the greenlet or its locals; None
+        #: when a report filter vetoed the report.
+        self.fingerprint: Optional[str] = None
+        #: Where the culprit blocks: ``"file:line in function"`` of the
+        #: innermost frame of the blocked stack (or a description of the C
+        #: code it runs); None when a report filter vetoed the report.
+        self.place: Optional[str] = None
+        #: The collected report (``hubmon._collect.BlockedReport``: plain data,
+        #: ``to_dict()`` for JSON) that ``info`` was rendered from; None when a
+        #: report filter vetoed it.
+        self.report: Any = None
 
     def __repr__(self) -> str:
         return "<%s greenlet=%s duration=%s blocking_time=%s>" % (

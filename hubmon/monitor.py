@@ -18,10 +18,11 @@ if TYPE_CHECKING:  # typing costs milliseconds at import; annotations stay strin
 
 import greenlet
 
-from . import _blocked, _core, _delivery, _dispatch, _gil, _output, _profile, _tracing
+from . import (_blocked, _core, _culprits, _delivery, _dispatch, _filters, _gil, _output,
+               _printing, _profile, _tracing)
 from ._memory import memory_watch, watch_memory
 from ._threads import is_own_thread, real_get_ident
-from ._values import BOOL, BYTES, MEMORY_PERIOD, PERIOD, THRESHOLD
+from ._values import BOOL, BYTES, MEMORY_PERIOD, PERIOD, REPEAT_WINDOW, THRESHOLD
 from .config import ConfigError, config
 from .events import EventLoopBlocked, EventLoopUnblocked, notify
 from .report import prepare as prepare_report
@@ -73,7 +74,8 @@ class Monitor:
                  memory_monitor_period: float, print_blocking_reports: bool,
                  stream: Optional[TextIO], report_to: str = "stream",
                  report_greenlet_limit: int = 50, gil_signal: int = 0, memory_check: bool = True,
-                 from_gevent: bool = False, unblocked_report_time: Optional[float] = None):
+                 from_gevent: bool = False, repeat_window: float = 60.0,
+                 report_format: str = "text", unblocked_report_time: Optional[float] = None):
         self._hub_ref = weakref.ref(hub, self._on_hub_collected)
         self._hub_id = id(hub)
         self.max_blocking_time = max_blocking_time
@@ -91,6 +93,13 @@ class Monitor:
         #: Seconds from which a blockage gets an "unblocked" report with its
         #: profile; None for 4 x max_blocking_time (``HUBMON_UNBLOCKED_REPORT_TIME``).
         self.unblocked_report_time = unblocked_report_time
+        #: Seconds after a full report during which a blockage with the same
+        #: fingerprint prints one line; 0: every report in full (``HUBMON_REPEAT_WINDOW``).
+        self.repeat_window = repeat_window
+        #: 'text' or 'json' (``HUBMON_REPORT_FORMAT``).
+        self.report_format = report_format
+        self._culprits = _culprits.Table()
+        self._windows = _culprits.Windows()     # the printer thread's only
         #: True when the gevent drop-in started it (``Hub.start_periodic_monitoring_thread``):
         #: then it follows changes made through ``gevent.config``.
         self.from_gevent = from_gevent
@@ -245,7 +254,13 @@ class Monitor:
         on), ``blocked_now``, ``max_blocking_time``, and ``histogram``: a dict
         from bucket upper bound in seconds (``float('inf')`` last) to the
         number of stretches the hub spent out of control for at most that
-        long (not cumulative), measured by the native thread's samples.
+        long (not cumulative), measured by the native thread's samples;
+        ``culprits``: a list of dicts ``{"fingerprint", "place", "count",
+        "total", "longest"}``, one per culprit code location (blockages
+        reported, and seconds blocked in all and at most, a blockage going on
+        counting with its duration so far), largest total first; at most
+        1000 (beyond, the culprit with the smallest total is dropped).
+        Blockages whose report a report filter vetoed are not in it.
         """
         raw = self._record.stats()
         bounds = list(_core.histogram_bounds()) + [float("inf")]
@@ -257,6 +272,7 @@ class Monitor:
             "blocked_now": raw["blocked_now"],
             "max_blocking_time": raw["threshold"],
             "histogram": dict(zip(bounds, raw["histogram_counts"])),
+            "culprits": self._culprits.rows(_core.monotonic()),
         }
 
     def set_memory_limit(self, max_memory_usage: Optional[int],
@@ -474,6 +490,9 @@ class Monitor:
         def plausible(culprit: Any) -> bool:
             return not (self._record.switches == switches and _contradicted(hub, culprit))
 
+        def want_report(culprit: Any, so_far: float) -> bool:
+            return _filters.wanted(culprit, hub, so_far)
+
         self._blocked_info = None
         hub_itself = bool(cause[3]) if cause is not None else False
         captured = _blocked.capture(
@@ -481,7 +500,8 @@ class Monitor:
             thread_ident=self.thread_ident, threshold=self.max_blocking_time, hub=hub,
             max_greenlets=self.report_greenlet_limit or None, owner_repr=repr(self),
             gil_note=gil_note, plausible=plausible,
-            cause=_blocked.make_cause(cause, gil_wait), hub_itself=hub_itself)
+            cause=_blocked.make_cause(cause, gil_wait), hub_itself=hub_itself,
+            want_report=want_report if _filters.events.report_filters else None)
         if captured is None:
             _delivery.printer.post(self._warn_blind)
             return False
@@ -489,7 +509,10 @@ class Monitor:
         self._blocked_greenlet = _weak(culprit)
         self._blocked_since = captured.started
         self._blocked_info = info
-        self._blocked_repr = _safe_hub_repr(culprit) if culprit is not None else "an unknown greenlet"
+        # The repr the report collected: user code runs once per report.
+        report = captured.report
+        self._blocked_repr = (report.culprit if report is not None and report.culprit
+                              else "<%s at 0x%x>" % (type(culprit).__name__, id(culprit)))
         # The report's stack stands for the blockage up to its detection.
         self._profile = _profile.Profile(self._profile_interval(), captured.started)
         self._profile_switches = switches
@@ -498,11 +521,17 @@ class Monitor:
         event.duration = captured.duration
         event.cause = captured.cause
         event.hub_itself = hub_itself
+        event.report, event.fingerprint, event.place = (
+            captured.report, captured.fingerprint, captured.place)
+        if captured.fingerprint is not None:
+            self._culprits.blocked(captured.fingerprint, captured.place, captured.started)
+        else:
+            self._culprits.forget_current()
         delivered = _delivery.Flag()
         if not _delivery.events.post(_deliver, event, delivered):
             delivered.set()
         if self.print_blocking_reports:
-            _delivery.printer.post(self._print_report, event, delivered)
+            _delivery.printer.post(self._print_report, event, delivered, (info, tuple(info)))
         return True
 
     def _warn_blind(self) -> None:
@@ -528,18 +557,21 @@ class Monitor:
         if self._running:
             self._warn_blind()
 
-    def _print_report(self, event: EventLoopBlocked, delivered: Any) -> None:
-        """Printer thread: wait (boundedly) for the subscribers, then write ``event.info``."""
+    def _print_report(self, event: EventLoopBlocked, delivered: Any, original: Any) -> None:
+        """Printer thread: wait (boundedly) for the subscribers, then write ``event.info``,
+        its one-line repeat or its JSON line (:mod:`hubmon._printing`)."""
         delivered.wait(_subscriber_patience(self.max_blocking_time))
         if not self._print_blocking_reports:
             return
-        text = _report_text(event.info)
+        text = _printing.blocked_text(self._windows, event, original,
+                                      repeat_window=self.repeat_window,
+                                      report_format=self.report_format)
         if not text:
             return      # a subscriber emptied the report: nothing to print, as in gevent
         self._write(text)
 
-    def _write(self, text: str) -> None:
-        """Printer thread: write ``text`` where this monitor's reports go; contains every error."""
+    def _write(self, text: str, level: int = 30) -> None:
+        """Printer thread: write ``text`` where this monitor's reports go (logged at ``level``)."""
         if self.report_to == "logging":
             stream = None
         else:
@@ -547,7 +579,7 @@ class Monitor:
             if stream is None:
                 return
         try:
-            _output.write(stream, text)
+            _output.write(stream, text, level)
         except BaseException:
             where = ("logging.getLogger('hubmon')" if stream is None
                      else "the stream %s" % (_safe_hub_repr(stream),))
@@ -579,39 +611,39 @@ class Monitor:
         delivered = _delivery.Flag()
         if not _delivery.events.post(_deliver, event, delivered):
             delivered.set()
+        ended = self._culprits.unblocked(duration)
+        if not self._print_blocking_reports:
+            return
+        if self.report_format == "json":
+            if ended is not None:
+                _delivery.printer.post(self._print_unblocked, event, ended, delivered)
+            return
         limit = self.unblocked_report_time
         if limit is None:
             limit = 4 * self.max_blocking_time
-        if self.print_blocking_reports and profile is not None and duration >= limit:
+        if profile is not None and duration >= limit:
             lines = _profile.render(
                 culprit=self._blocked_repr, duration=duration, threshold=self.max_blocking_time,
                 interval=profile.interval, profile=counts, samples=profile.samples,
                 timestamp=_utc_now())
-            _delivery.printer.post(self._print_lines, lines, delivered)
+            _delivery.printer.post(self._print_profile, lines, delivered)
 
-    def _print_lines(self, lines: List[str], delivered: Any) -> None:
-        """Printer thread: write ``lines`` (a report of hubmon's, not the event's ``info``)."""
+    def _print_unblocked(self, event: EventLoopUnblocked, ended: Any, delivered: Any) -> None:
+        """Printer thread, JSON format: the line of a reported blockage's end."""
         delivered.wait(_subscriber_patience(self.max_blocking_time))
-        if not self._print_blocking_reports:
+        self._write(_printing.unblocked_text(event, *ended), level=20)
+
+    def _print_profile(self, lines: List[str], delivered: Any) -> None:
+        """Printer thread: write the "unblocked" report of a long blockage, unless
+        its blocked report was printed as a one-line repeat (then the profile
+        stays in the event only)."""
+        delivered.wait(_subscriber_patience(self.max_blocking_time))
+        if not self._print_blocking_reports or self._windows.last_was_repeat:
             return
-        self._write("\n".join(lines))
+        self._write("\n".join(lines), level=20)
 
 
-def _report_text(info: Any) -> str:
-    """The text of a report from ``event.info`` as subscribers left it.
-
-    A list of lines (or any iterable of them, a generator included) gives
-    one line each; a string is printed as it is; None prints nothing.
-    """
-    if info is None:
-        return ""
-    if isinstance(info, str):
-        return info
-    try:
-        lines = iter(info)
-    except TypeError:
-        return str(info)
-    return "\n".join(str(line) for line in lines)
+_report_text = _printing.report_text
 
 
 def _utc_now() -> str:
@@ -701,7 +733,7 @@ def running_monitors() -> List[Monitor]:
 
 def _settings_for(*, max_blocking_time: Optional[float], max_memory_usage: Optional[int],
                   memory_monitor_period: Optional[float], print_blocking_reports: Optional[bool],
-                  stream: Optional[TextIO]) -> Dict[str, Any]:
+                  stream: Optional[TextIO], repeat_window: Optional[float] = None) -> Dict[str, Any]:
     """Read and validate every setting a monitor uses, now.
 
     Arguments given win over :data:`hubmon.config` and are checked by the
@@ -716,6 +748,7 @@ def _settings_for(*, max_blocking_time: Optional[float], max_memory_usage: Optio
     memory_limit = given("max_memory_usage", max_memory_usage, BYTES)
     period = given("memory_monitor_period", memory_monitor_period, MEMORY_PERIOD)
     print_blocking_reports = given("print_blocking_reports", print_blocking_reports, BOOL)
+    window = given("repeat_window", repeat_window, REPEAT_WINDOW)
     if stream is not None and not callable(getattr(stream, "write", None)):
         raise TypeError("stream must have a write() method, not %r" % (stream,))
     config.monitor_thread  # noqa: B018 - read to validate GEVENT_MONITOR_THREAD_ENABLE too
@@ -724,12 +757,14 @@ def _settings_for(*, max_blocking_time: Optional[float], max_memory_usage: Optio
                 memory_monitor_period=period, print_blocking_reports=print_blocking_reports,
                 stream=stream, report_to=config.report_to,
                 report_greenlet_limit=config.report_greenlet_limit, gil_signal=gil_signal,
+                repeat_window=window, report_format=config.report_format,
                 unblocked_report_time=config.unblocked_report_time)
 
 
 def start(hub: Any = None, *, max_blocking_time: Optional[float] = None,
           max_memory_usage: Optional[int] = None, memory_monitor_period: Optional[float] = None,
-          print_blocking_reports: Optional[bool] = None, stream: Optional[TextIO] = None) -> Monitor:
+          print_blocking_reports: Optional[bool] = None, stream: Optional[TextIO] = None,
+          repeat_window: Optional[float] = None) -> Monitor:
     """Start monitoring ``hub`` and return its :class:`Monitor`.
 
     Must be called in the hub's thread. ``hub=None`` means gevent's hub for
@@ -742,7 +777,8 @@ def start(hub: Any = None, *, max_blocking_time: Optional[float] = None,
     Raises :class:`~hubmon.ConfigError` (a ValueError) for a bad
     ``max_blocking_time`` (seconds, greater than 0, at most 86400),
     ``max_memory_usage`` (bytes), ``memory_monitor_period`` (seconds, from
-    0.1 to 86400) or ``print_blocking_reports`` (a bool), naming the
+    0.1 to 86400), ``print_blocking_reports`` (a bool) or ``repeat_window``
+    (seconds from 0 to 86400: see ``HUBMON_REPEAT_WINDOW``), naming the
     argument and the value, as :data:`hubmon.config` does; TypeError for a
     ``hub`` that is not a greenlet or a ``stream`` without ``write()``;
     ValueError for a dead hub; RuntimeError when
@@ -751,7 +787,8 @@ def start(hub: Any = None, *, max_blocking_time: Optional[float] = None,
     """
     return start_with(hub, dict(max_blocking_time=max_blocking_time, max_memory_usage=max_memory_usage,
                             memory_monitor_period=memory_monitor_period,
-                            print_blocking_reports=print_blocking_reports, stream=stream),
+                            print_blocking_reports=print_blocking_reports, stream=stream,
+                            repeat_window=repeat_window),
                   from_gevent=False)
 
 

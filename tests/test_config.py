@@ -19,6 +19,8 @@ ENV = {
     "report_to": "HUBMON_REPORT_TO",
     "report_greenlet_limit": "HUBMON_REPORT_GREENLETS",
     "gil_signal": "HUBMON_GIL_SIGNAL",
+    "repeat_window": "HUBMON_REPEAT_WINDOW",
+    "report_format": "HUBMON_REPORT_FORMAT",
 }
 BOOLS = ["monitor_thread", "print_blocking_reports"]
 MAX_INT = 2**63 - 1
@@ -50,6 +52,10 @@ def is_valid(name, value):
         return type(value) is int and 0 <= value <= MAX_INT
     if name == "gil_signal":
         return value == "auto" or (type(value) is int and (value == 0 or value in CLAIMABLE))
+    if name == "repeat_window":
+        return type(value) is float and 0 <= value <= 86400
+    if name == "report_format":
+        return value in ("text", "json")
     raise AssertionError(name)
 
 
@@ -109,6 +115,8 @@ def test_defaults(cfg):
         "report_greenlet_limit": 50,
         "unblocked_report_time": None,
         "gil_signal": AUTO_SIGNAL,
+        "repeat_window": 60.0,
+        "report_format": "text",
     }
     assert type(cfg.memory_monitor_period) is float
 
@@ -438,7 +446,8 @@ def test_describe(cfg):
     assert list(cfg.settings()) == list(ENV)
     defaults = {"monitor_thread": False, "max_blocking_time": 0.1, "max_memory_usage": None,
                 "memory_monitor_period": 5.0, "print_blocking_reports": True,
-                "report_to": "stream", "report_greenlet_limit": 50, "gil_signal": "auto"}
+                "report_to": "stream", "report_greenlet_limit": 50, "gil_signal": "auto",
+                "repeat_window": 60.0, "report_format": "text"}
     for item in described:
         assert set(item) == {"name", "env", "type", "default", "doc"}
         assert item["env"] == ENV[item["name"]]

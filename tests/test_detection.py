@@ -15,7 +15,10 @@ events.subscribers.append(seen.append)
 def kinds():
     return [type(e).__name__ for e in seen]
 """
-ENV = {"GEVENT_MONITOR_THREAD_ENABLE": "true", "GEVENT_MAX_BLOCKING_TIME": "0.1"}
+ENV = {"GEVENT_MONITOR_THREAD_ENABLE": "true", "GEVENT_MAX_BLOCKING_TIME": "0.1",
+       # Every blockage printed in full, as gevent prints them (tests/test_fleet.py
+       # has the one-line repeats).
+       "HUBMON_REPEAT_WINDOW": "0"}
 
 
 def test_time_sleep_is_reported_once_naming_the_culprit(python):

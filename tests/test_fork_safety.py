@@ -5,7 +5,10 @@ import pytest
 
 pytest.importorskip("gevent")
 
-ENV = {"GEVENT_MONITOR_THREAD_ENABLE": "true", "GEVENT_MAX_BLOCKING_TIME": "0.05"}
+ENV = {"GEVENT_MONITOR_THREAD_ENABLE": "true", "GEVENT_MAX_BLOCKING_TIME": "0.05",
+       # Every blockage printed in full, as gevent prints them (tests/test_fleet.py
+       # has the one-line repeats).
+       "HUBMON_REPEAT_WINDOW": "0"}
 
 FORKS_WHILE_REPORTING = """
 import gevent, hubmon, os, sys, threading, time

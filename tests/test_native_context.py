@@ -11,7 +11,10 @@ import pytest
 
 pytest.importorskip("gevent")
 
-ENV = {"GEVENT_MONITOR_THREAD_ENABLE": "true", "GEVENT_MAX_BLOCKING_TIME": "0.1"}
+ENV = {"GEVENT_MONITOR_THREAD_ENABLE": "true", "GEVENT_MAX_BLOCKING_TIME": "0.1",
+       # Every blockage printed in full, as gevent prints them (tests/test_fleet.py
+       # has the one-line repeats).
+       "HUBMON_REPEAT_WINDOW": "0"}
 
 def test_subscriber_that_calls_get_hub_and_keeps_a_thread_local(python):
     proc = python("""

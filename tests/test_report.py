@@ -833,7 +833,7 @@ def test_raw_greenlet_culprit_is_not_called_suspended(python):
             hub.switch()        # the blockage ends in the hub
         time.sleep(0.2)         # the reports are printed
         monitor.stop()
-    ''')
+    ''', env={'HUBMON_REPEAT_WINDOW': '0'})   # the same place twice: two full reports
     assert proc.returncode == 0, proc.stderr
     culprits = [line.split()[1] for line in proc.stdout.splitlines()
                 if line.startswith('CULPRIT ')]
