@@ -104,12 +104,6 @@ class Config:
     report_greenlet_limit: int = _setting("HUBMON_REPORT_GREENLETS", COUNT, 50, """
         How many greenlets the default blocked report shows in full before
         summarising the rest by count; 0 shows every greenlet.""")
-    unblocked_report_time: float | None = _setting(
-        "HUBMON_UNBLOCKED_REPORT_TIME", OrDefault(TIMEOUT, "4 x max_blocking_time"), None, """
-        Blockages that last at least this many seconds get a second report
-        when the hub runs again, with the profile of where the time went;
-        None (unset) means 4 x max_blocking_time; 0 gives every reported
-        blockage one.""")
     gil_signal: int | str = _setting("HUBMON_GIL_SIGNAL", SIGNAL, "auto", """
         The signal on which faulthandler writes the Python stacks while a C
         call that holds the GIL blocks a hub (Linux). 'auto' (the value read
@@ -129,6 +123,12 @@ class Config:
         How a monitor writes what it reports: 'text', the readable report, or
         'json', one JSON object per line and per event (a blockage, a repeat,
         the end of a reported blockage) to the same stream or logger.""")
+    unblocked_report_time: float | None = _setting(
+        "HUBMON_UNBLOCKED_REPORT_TIME", OrDefault(TIMEOUT, "4 x max_blocking_time"), None, """
+        Blockages that last at least this many seconds get a second report
+        when the hub runs again, with the profile of where the time went;
+        None (unset) means 4 x max_blocking_time; 0 gives every reported
+        blockage one.""")
 
     def __init__(self) -> None:
         """Create a Config with nothing read or assigned yet."""

@@ -21,6 +21,7 @@ ENV = {
     "gil_signal": "HUBMON_GIL_SIGNAL",
     "repeat_window": "HUBMON_REPEAT_WINDOW",
     "report_format": "HUBMON_REPORT_FORMAT",
+    "unblocked_report_time": "HUBMON_UNBLOCKED_REPORT_TIME",
 }
 BOOLS = ["monitor_thread", "print_blocking_reports"]
 MAX_INT = 2**63 - 1
@@ -56,6 +57,8 @@ def is_valid(name, value):
         return type(value) is float and 0 <= value <= 86400
     if name == "report_format":
         return value in ("text", "json")
+    if name == "unblocked_report_time":
+        return value is None or (type(value) is float and 0 <= value <= 86400)
     raise AssertionError(name)
 
 
@@ -447,7 +450,7 @@ def test_describe(cfg):
     defaults = {"monitor_thread": False, "max_blocking_time": 0.1, "max_memory_usage": None,
                 "memory_monitor_period": 5.0, "print_blocking_reports": True,
                 "report_to": "stream", "report_greenlet_limit": 50, "gil_signal": "auto",
-                "repeat_window": 60.0, "report_format": "text"}
+                "repeat_window": 60.0, "report_format": "text", "unblocked_report_time": None}
     for item in described:
         assert set(item) == {"name", "env", "type", "default", "doc"}
         assert item["env"] == ENV[item["name"]]

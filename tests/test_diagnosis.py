@@ -219,13 +219,19 @@ gevent.spawn(spin, 0.25).join()
 gevent.sleep(0.2)
 gevent.spawn(spin, 0.8).join()
 """
-    events, err = run_events(python, body)
+    every = {"HUBMON_REPEAT_WINDOW": "0"}
+    events, err = run_events(python, body, env=every)
     assert len([e for e in events if e["kind"] == "EventLoopBlocked"]) == 2, events
     # 4 x 0.1 s by default: only the second blockage gets the profile report.
     assert err.count("The hub ran again after") == 1, err
     assert "Where the time went" in err and "in spin" in err, err
-    events, err = run_events(python, body, env={"HUBMON_UNBLOCKED_REPORT_TIME": "0"})
+    events, err = run_events(python, body, env=dict(every, HUBMON_UNBLOCKED_REPORT_TIME="0"))
     assert err.count("The hub ran again after") == 2, err
+    # A repeat within HUBMON_REPEAT_WINDOW prints one line, and no profile either.
+    events, err = run_events(python, body, env={"HUBMON_UNBLOCKED_REPORT_TIME": "0"})
+    assert err.count("The hub ran again after") == 1, err
+    assert err.count("hubmon: blocked again for") == 1, err
+    assert [len(e["profile"]) > 0 for e in events if e["kind"] == "EventLoopUnblocked"] == [True] * 2
 
 
 def test_bad_unblocked_report_time_names_the_variable(python):

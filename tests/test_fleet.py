@@ -317,7 +317,8 @@ def check_json_lines(lines, result):
     assert set(full) == {"event", "time", "fingerprint", "place", "duration", "threshold",
                          "cause", "report"}
     assert full["fingerprint"] == fingerprints[0] and full["place"].endswith(" in handler")
-    assert full["threshold"] == 0.05 and full["duration"] >= 0.05 and full["cause"] is None
+    assert full["threshold"] == 0.05 and full["duration"] >= 0.05
+    assert full["cause"]["kind"] == "sleep" and full["report"]["cause"] == full["cause"]
     assert full["report"]["fingerprint"] == full["fingerprint"]
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", full["time"])
     for count, repeat in enumerate((repeat1, repeat2), 2):
@@ -329,7 +330,10 @@ def check_json_lines(lines, result):
         assert end["fingerprint"] == (block.get("fingerprint") or block["repeat_of"]["fingerprint"])
         assert end["place"] == block["place"]
         assert end["duration"] >= block["duration"]
-        assert "profile" not in end and "samples" in end
+        # Where the blockage went: the handler's stacks, "file:line:function" each.
+        assert end["samples"] == sum(count for _, count in end["profile"]) > 0, end
+        assert all(isinstance(frame, str) and frame.count(":") >= 2
+                   for stack, _ in end["profile"] for frame in stack), end
     # The order of the lines is the order of the events.
     assert [r["event"] for r in records] == ["blocked", "unblocked"] * 4
 
