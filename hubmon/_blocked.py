@@ -77,9 +77,9 @@ def make_cause(raw: Optional[tuple], gil_wait: float) -> Optional[Cause]:
         return None
     kind, detail, cpu_time = raw[0], raw[1], raw[2]
     if gil_wait > GIL_NOTED and kind != "gc":
-        seen = kind + (": " + detail if detail else "")
-        detail = ("a C call held the GIL for %.3f s after the block was detected "
-                  "(the kernel showed the thread %s)" % (gil_wait, seen))
+        seen = detail if detail.startswith(("running", "in ")) or not detail else "in " + detail
+        detail = ("a C call held the GIL for %.3f s after the block was detected; the kernel "
+                  "showed the thread %s" % (gil_wait, seen or kind))
         kind = "gil"
     return Cause(kind, detail, cpu_time)
 

@@ -110,8 +110,9 @@ def render(*, culprit: str, duration: float, threshold: float, interval: float,
     lines = ["=" * 80,
              "%s : The hub ran again after %.3f seconds blocked by %s (max_blocking_time %.3f seconds)."
              % (timestamp, duration, culprit, threshold),
-             "    Where the time went: %d stack samples, each standing for %.3f s or more; "
-             "the innermost frames, by share of the time:" % (samples, interval)]
+             "    Where the time went: %d stack sample%s, one every %.3f s or more, each counting "
+             "for the time since the one before; the innermost frames, by share of the time:"
+             % (samples, "" if samples == 1 else "s", interval)]
     by_frame: Dict[str, int] = {}
     for stack, count in profile:
         key = stack[-1] if stack else "(empty)"

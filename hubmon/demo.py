@@ -1,16 +1,21 @@
-"""The program ``python -m hubmon demo`` runs: three ways to block a gevent hub.
+"""The program ``python -m hubmon demo`` runs: four ways to block a gevent hub.
 
 Two ticker greenlets try to run every few milliseconds, as a server's
-greenlets would. Then, one after the other, three greenlets keep the hub from
+greenlets would. Then, one after the other, four greenlets keep the hub from
 running for half a second each:
 
 1. :func:`sleepy_handler` calls ``time.sleep``, which is not monkey-patched
    here, so the whole thread sleeps instead of switching to the hub;
 2. :func:`busy_handler` computes in a pure-Python loop without ever yielding;
 3. :func:`crunching_handler` makes one C call, ``sum(range(N))``, that holds
-   the GIL from start to end, so that no Python code at all can run meanwhile.
+   the GIL from start to end, so that no Python code at all can run meanwhile;
+4. :func:`query_handler` asks a local server (a stand-in for a database that
+   answers late) over a plain socket, as a database driver that gevent
+   cannot patch does.
 
-hubmon reports each block once. The third one is the hardest: no Python
+hubmon reports each block once, with its cause (``sleep``, ``cpu``,
+``gil``, ``io`` naming both ends of the connection), and prints where the
+time went when the hub runs again. The third one is the hardest: no Python
 thread can run during the call, so hubmon's native thread has a signal sent
 to the blocked thread and :mod:`faulthandler` writes its stack while the call
 still runs; the full report follows when the GIL is free.
@@ -20,11 +25,14 @@ gevent is imported by :func:`main` only, so that this module can be imported
 """
 from __future__ import annotations
 
+import socket
 import sys
+import threading
 import time
-from typing import Any, Callable, List, Optional, TextIO
+from typing import Any, Callable, List, Optional, TextIO, Tuple
 
-__all__ = ["main", "sleepy_handler", "busy_handler", "crunching_handler"]
+__all__ = ["main", "sleepy_handler", "busy_handler", "crunching_handler", "query_handler",
+           "SlowServer"]
 
 #: How long each block lasts at least, in seconds.
 BLOCK_SECONDS = 0.5
@@ -50,6 +58,47 @@ def busy_handler(seconds: float) -> int:
 def crunching_handler(count: int) -> int:
     """Block the hub, and every thread, with a C call that holds the GIL."""
     return sum(range(count))  # one C call: no Python code runs until it returns
+
+
+def query_handler(address: Tuple[str, int]) -> bytes:
+    """Block the hub on I/O: a query over a socket that gevent did not patch."""
+    with socket.create_connection(address) as connection:
+        connection.sendall(b"SELECT 1\n")
+        return connection.recv(64)  # the thread waits for the answer, and every greenlet with it
+
+
+class SlowServer:
+    """A local TCP server, in an OS thread of its own, that answers each query after ``delay`` seconds.
+
+    ``address`` is its ``(host, port)`` on 127.0.0.1. :meth:`close` stops it.
+    """
+
+    def __init__(self, delay: float) -> None:
+        self.delay = delay
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.address: Tuple[str, int] = self._listener.getsockname()[:2]
+        self._thread = threading.Thread(target=self._serve, name="slow-server", daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                connection, _ = self._listener.accept()
+            except OSError:
+                return      # closed
+            with connection:
+                if connection.recv(64):
+                    time.sleep(self.delay)
+                    connection.sendall(b"1\n")
+
+    def close(self) -> None:
+        """Stop accepting and wait for the thread."""
+        try:
+            self._listener.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self._listener.close()
+        self._thread.join(5)
 
 
 def _size_of_sum(seconds: float) -> int:
@@ -91,7 +140,7 @@ def main(max_blocking_time: float = 0.1, out: Optional[TextIO] = None) -> int:
 
     The narration goes to *out* (default ``sys.stdout``); the reports go
     where hubmon prints them (the hub's exception stream, ``sys.stderr``).
-    Returns 0 when each of the three blocks was reported once, 1 otherwise
+    Returns 0 when each of the four blocks was reported once, 1 otherwise
     or when gevent is missing.
     """
     out = sys.stdout if out is None else out
@@ -136,13 +185,17 @@ def main(max_blocking_time: float = 0.1, out: Optional[TextIO] = None) -> int:
          % (count, seconds),
          crunching_handler, count),
     ]
+    server = SlowServer(seconds)
+    steps.append(("query_handler() asks a local server, which answers after %.1f s, over a "
+                  "plain socket that gevent did not patch (as an unpatched database driver "
+                  "does)." % seconds, query_handler, server.address))
 
     events.subscribers.append(on_event)
     tickers = [gevent.spawn(ticker, index, period) for index, period in enumerate(TICKER_PERIODS)]
     try:
         where = ("the logger 'hubmon'" if config.report_to == "logging"
                  else "stderr")
-        say("hubmon demo: %d ticker greenlets run every %s ms; three greenlets will now block "
+        say("hubmon demo: %d ticker greenlets run every %s ms; four greenlets will now block "
             "the hub in turn. Threshold: max_blocking_time = %g s. Reports go to %s."
             % (len(tickers), " and ".join("%g" % (p * 1000) for p in TICKER_PERIODS),
                max_blocking_time, where))
@@ -164,6 +217,7 @@ def main(max_blocking_time: float = 0.1, out: Optional[TextIO] = None) -> int:
     finally:
         gevent.killall(tickers)
         events.subscribers.remove(on_event)
+        server.close()
 
     say("")
     if len(blocked) == len(steps):

@@ -1,6 +1,7 @@
 """``python -m hubmon``: run, demo, --help; each case in a fresh interpreter."""
 from __future__ import annotations
 
+import re
 import sys
 import textwrap
 from pathlib import Path
@@ -247,16 +248,16 @@ def test_no_command_is_a_usage_error(python, tmp_path):
 
 # -- demo --------------------------------------------------------------------
 
-CULPRITS = ("sleepy_handler", "busy_handler", "crunching_handler")
+CULPRITS = ("sleepy_handler", "busy_handler", "crunching_handler", "query_handler")
 
 
-def test_demo_reports_three_blocks(python, tmp_path):
+def test_demo_reports_four_blocks_with_their_causes(python, tmp_path):
     pytest.importorskip("gevent")
     proc = python(["-m", "hubmon", "demo"], cwd=tmp_path, timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     out, err = proc.stdout, proc.stderr
     headers = [line for line in err.splitlines() if "appears to be blocked" in line]
-    assert len(headers) == 3, err
+    assert len(headers) == 4, err
     # One report per culprit, in order, each naming the culprit's function
     # in its header (gevent's repr) and in its blocked stack.
     for header, culprit in zip(headers, CULPRITS):
@@ -266,27 +267,37 @@ def test_demo_reports_three_blocks(python, tmp_path):
         assert culprit in header or culprit == "crunching_handler"
         assert "(max_blocking_time 0.100 seconds)" in header
     reports = err.split("appears to be blocked")[1:]
-    for report, culprit in zip(reports, CULPRITS[:2]):
-        blocked_stack = report.split("Blocked Stack")[1].split("Info:")[0]
-        assert "in %s" % culprit in blocked_stack
+    for index in (0, 1, 3):
+        blocked_stack = reports[index].split("Blocked Stack")[1].split("Info:")[0]
+        assert "in %s" % CULPRITS[index] in blocked_stack
+    if sys.platform.startswith("linux"):
+        # Each report says why: the kernel's view of the hub's thread.
+        causes = [report.split("\n")[1] for report in reports]
+        assert causes[0].startswith("    Cause: sleep: "), causes
+        assert causes[1].startswith("    Cause: cpu: "), causes
+        assert causes[2].startswith("    Cause: gil: "), causes
+        assert re.match(r"    Cause: io: recvfrom on fd \d+: TCP 127\.0\.0\.1:\d+ -> "
+                        r"127\.0\.0\.1:\d+ ", causes[3]), causes
+    # The profile of each blockage, when the hub runs again (0.5 s > 4 x 0.1 s).
+    assert err.count("The hub ran again after") == 4, err
     # The C call is named by the stack written while it ran (faulthandler,
     # Linux) or by the report built once it returned.
     assert "in crunching_handler" in err.split(headers[1])[1]
     # An intro before each block, then the outcome.
     intros = [line for line in out.splitlines() if line.startswith("[")]
-    assert len(intros) == 6
+    assert len(intros) == 8
     for number, culprit in enumerate(CULPRITS, 1):
-        assert intros[2 * number - 2].startswith("[%d/3] %s() " % (number, culprit))
-        assert intros[2 * number - 1].startswith("[%d/3] %s() returned" % (number, culprit))
-    assert "Done: hubmon reported each of the 3 blocks once" in out
+        assert intros[2 * number - 2].startswith("[%d/4] %s() " % (number, culprit))
+        assert intros[2 * number - 1].startswith("[%d/4] %s() returned" % (number, culprit))
+    assert "Done: hubmon reported each of the 4 blocks once" in out
 
 
 def test_demo_threshold_option(python, tmp_path):
     pytest.importorskip("gevent")
     proc = python(["-m", "hubmon", "demo", "-t", "0.2"], cwd=tmp_path, timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert proc.stderr.count("appears to be blocked") == 3
-    assert proc.stderr.count("(max_blocking_time 0.200 seconds)") == 3
+    assert proc.stderr.count("appears to be blocked") == 4
+    assert proc.stderr.count("(max_blocking_time 0.200 seconds)") >= 4
     assert "max_blocking_time = 0.2 s" in proc.stdout
 
 
