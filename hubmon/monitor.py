@@ -113,6 +113,7 @@ class Monitor:
         self._blocked_since: Optional[float] = None
         self._profile: Optional[_profile.Profile] = None
         self._profile_switches = 0
+        self._loop_watcher: Any = None
         self._blocked_repr = ""
         self._running = False
         self._gil_dump = False
@@ -135,6 +136,7 @@ class Monitor:
             _dispatch.register(self._record_id, self._on_blocked, self._on_unblocked,
                                self._on_call, self._on_sample)
             _watch_gc()
+            self._count_loop_iterations(self.hub)
             _by_hub[self._hub_id] = self
             self._running = True
             self._record.start()
@@ -144,6 +146,38 @@ class Monitor:
             self._running = True
             self.stop()
             raise
+
+    def _count_loop_iterations(self, hub: Any) -> None:
+        """Count the iterations of the hub's event loop (a gevent hub's ``loop``).
+
+        A prepare watcher, which the loop calls before each wait for events,
+        calls the record's ``loop_iteration`` (a C function that increments a
+        counter): the native thread can then tell a hub that runs one callback
+        too long from one that waits for events or goes round its loop. A hub
+        without a gevent loop is not judged that way. Hub's thread.
+        """
+        loop = getattr(hub, "loop", None)
+        prepare = getattr(loop, "prepare", None)
+        if prepare is None:
+            return
+        watcher = prepare(ref=False)
+        watcher.start(self._record.loop_iteration)
+        self._loop_watcher = watcher
+
+    def _stop_counting_loop_iterations(self) -> None:
+        """Stop the prepare watcher: at once in the hub's thread, else through the loop."""
+        watcher, self._loop_watcher = self._loop_watcher, None
+        if watcher is None:
+            return
+        try:
+            if real_get_ident() == self.thread_ident:
+                watcher.stop()
+                return
+            hub = self.hub
+            if hub is not None and not hub.dead:
+                hub.loop.run_callback_threadsafe(watcher.stop)
+        except BaseException:
+            pass    # a loop already destroyed has no watchers left to stop
 
     @property
     def hub(self) -> Any:
@@ -199,6 +233,7 @@ class Monitor:
             del _by_hub[self._hub_id]
         memory_watch.remove(self)
         self._record.stop()
+        self._stop_counting_loop_iterations()
         if self._blocked_since is not None:
             # A blockage reported and not ended: it ends with the monitor
             # (its thread ended, say), and its EventLoopUnblocked fires.

@@ -859,4 +859,5 @@ hm_kernel_view_read(long tid, hm_kernel_view *out)
     return -1;
 }
 
+
 #endif /* __linux__ */

@@ -102,8 +102,6 @@ typedef struct hm_record {
                                        only if it is that sample's count + 1 */
 
     /* Fixed at creation. */
-    clockid_t cpu_clock;            /* the thread's CPU clock (pthread_getcpuclockid) */
-    int has_cpu_clock;
     uintptr_t hub;                  /* identity of the hub greenlet, or 0 */
     int mode;                       /* HM_MODE_HUB or HM_MODE_ANY */
     int reports;                    /* whether the sampler reports blocks */
@@ -134,8 +132,24 @@ typedef struct hm_record {
     double longest_block;           /* seconds */
     uint64_t histogram[HM_HIST_BUCKETS + 1];
     int gil_dump;                   /* arm the GIL stack dump for its blocks */
-    /* The thread's CPU time (seconds; -1 unknown): at the last sample, and
-       at cpu_since_at, a sample at or just before the stretch began. */
+    struct hm_record *next;
+
+    /* Diagnosis: the cause, the profile, blocks in the hub itself. Kept
+       after the fields above, which the tracer touches on every switch, so
+       that those keep their place in the first cache lines.
+
+       Iterations of the hub's event loop, counted by a prepare watcher
+       (record.c's loop_iteration), and whether any was counted: a hub that
+       runs without a switch through the same iteration is in one callback,
+       or in its wait for events. Written by the hub's thread only. */
+    _Atomic uint64_t loop_iterations;
+    _Atomic int loop_counted;
+    /* Fixed at creation: the thread's CPU clock (pthread_getcpuclockid). */
+    clockid_t cpu_clock;
+    int has_cpu_clock;
+    /* Everything below is guarded by hm_sampler_lock. The thread's CPU
+       time (seconds; -1 unknown): at the last sample, and at cpu_since_at,
+       a sample at or just before the stretch began. */
     double cpu_last;
     double cpu_since;
     double cpu_since_at;
@@ -143,18 +157,19 @@ typedef struct hm_record {
     int profile_pending;
     int profile_taken;
     double next_profile;
-    /* Blocks inside the hub itself (the hub runs, but not in its loop's wait
-       for events): looks at its thread, at most every threshold / 2. */
+    /* Blocks inside the hub itself (the hub runs, in one iteration of its
+       loop, but not in its wait for events): looks at its thread every
+       threshold / 2, once the loop's iterations are counted. */
     int fine_last;                  /* the last sample found the hub running */
     int hub_blocked;                /* the reported block is the hub's own */
-    int hub_waited;                 /* the hub's loop has run since the start */
     double hub_look_at;             /* the next look is due then */
     double hub_look_time;           /* the last look, and the CPU time then */
     double hub_look_cpu;
+    int hub_look_waiting;           /* that look found it in its loop's wait */
+    uint64_t hub_look_iteration;    /* the loop's iteration then */
     double hub_idle_at;             /* the last look that found it waiting for events, */
     double hub_idle_cpu;            /* and the thread's CPU time then */
     double hub_busy_at;             /* the first look since that found it busy, or 0 */
-    struct hm_record *next;
 } hm_record;
 
 /* A copy of a record's figures, taken under the lock. */

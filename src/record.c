@@ -303,7 +303,27 @@ record_get_sampled(hm_record_object *self, void *closure)
     return PyBool_FromLong(active);
 }
 
+PyDoc_STRVAR(loop_iteration_doc,
+"loop_iteration()\n--\n\n"
+"Counts one iteration of the hub's event loop: the callback of a prepare\n"
+"watcher of that loop, called before each wait for events, in the hub's\n"
+"thread. Without it the record never judges blocks inside the hub itself.");
+
+static PyObject *
+record_loop_iteration(hm_record_object *self, PyObject *unused)
+{
+    (void)unused;
+    hm_record *rec = self->rec;
+    /* Single writer (the hub's thread): a relaxed load-add-store. */
+    atomic_store_explicit(&rec->loop_iterations,
+                          atomic_load_explicit(&rec->loop_iterations, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+    atomic_store_explicit(&rec->loop_counted, 1, memory_order_relaxed);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef record_methods[] = {
+    {"loop_iteration", (PyCFunction)record_loop_iteration, METH_NOARGS, loop_iteration_doc},
     {"start", (PyCFunction)record_start, METH_NOARGS, start_doc},
     {"stop", (PyCFunction)record_stop, METH_NOARGS, stop_doc},
     {"stats", (PyCFunction)(void (*)(void))record_stats,

@@ -39,8 +39,10 @@
 #define HM_PROFILE_MAX_DOUBLINGS 8
 /* The shortest interval between looks at a running hub's thread, seconds. */
 #define HM_MIN_LOOK 0.025
-/* A running hub whose thread used this share of the time on the CPU is busy
-   (running callbacks), not waiting for events. */
+/* What a look at a running hub finds (hub_look). */
+#define HM_HUB_WAITING 0
+#define HM_HUB_BUSY 1
+/* A blocked thread that used this share of the time on the CPU is busy. */
 #define HM_BUSY_CPU_SHARE 0.5
 
 const double hm_hist_bounds_ms[HM_HIST_BUCKETS] = {
@@ -276,30 +278,55 @@ hub_look_interval(const hm_record *rec)
     return look < HM_MIN_LOOK ? HM_MIN_LOOK : look > HM_MAX_PERIOD ? HM_MAX_PERIOD : look;
 }
 
-/* Whether a hub that has run since the last look without a single switch
-   is busy rather than waiting for events: its thread used at least half of
-   the time on the CPU, or the kernel shows it sleeping or waiting for I/O
-   in a call that is not its loop's wait (inside a callback). A wait on a
-   futex does not count: the thread waiting for the GIL looks just the same
-   (while hubmon's threads or the program's hold it), and a hub that cannot
-   get the GIL is not stuck in a callback. A thread that cannot be read is
-   taken to wait. Needs hm_sampler_lock (it holds it only for the few
-   microseconds of the /proc read, and only while a hub runs without
-   switching). */
+/* What a look at a hub that has run since the last sample without a single
+   switch finds: HM_HUB_BUSY (in a callback of its loop, not waiting for
+   events) or HM_HUB_WAITING (in its loop's wait, epoll_wait or the like,
+   or in a later iteration of its loop than at the last look, or not
+   readable).
+
+   Busy: still in the loop iteration of the last look (the prepare watcher
+   that counts iterations runs before each wait for events), and the kernel
+   shows its thread running, runnable, sleeping or waiting for I/O in a call
+   that is not the loop's wait (a computation, time.sleep or a blocking read
+   in a callback). A thread on a futex is not busy: one waiting for the GIL
+   looks just the same (while hubmon's threads or the program's hold it),
+   and a hub that cannot get the GIL is not stuck in a callback. Sets
+   *iteration to the loop's iteration now.
+
+   With `going_on` (a block of the hub is reported and not over), the
+   futex means "still in the callback": hubmon's own captures and samples
+   make the hub's thread wait for the GIL.
+
+   An idle hub costs no /proc read: a thread whose CPU time has not moved
+   at all since a look that found it in its loop's wait has not run since,
+   so it is still there (sets *in_wait). Needs hm_sampler_lock (it holds it
+   for the few microseconds of the /proc read, and only while a hub runs in
+   one iteration without switching). */
 static int
-hub_is_busy(const hm_record *rec, double now, double cpu_now)
+hub_look(const hm_record *rec, double cpu_now, uint64_t *iteration, int *in_wait,
+         int going_on)
 {
-    double wall = now - rec->hub_look_time;
-    if (cpu_now >= 0 && rec->hub_look_cpu >= 0 && wall > 0
-            && cpu_now - rec->hub_look_cpu >= HM_BUSY_CPU_SHARE * wall) {
-        return 1;
+    *in_wait = 0;
+    *iteration = atomic_load_explicit(&rec->loop_iterations, memory_order_relaxed);
+    if (*iteration != rec->hub_look_iteration) {
+        return HM_HUB_WAITING;      /* it went round its loop since */
+    }
+    if (rec->hub_look_waiting && cpu_now >= 0 && cpu_now == rec->hub_look_cpu) {
+        *in_wait = 1;
+        return HM_HUB_WAITING;      /* it has not run since it was seen waiting */
     }
     hm_kernel_view view;
     if (rec->thread_tid <= 0 || hm_kernel_view_read(rec->thread_tid, &view) != 0) {
-        return 0;
+        return HM_HUB_WAITING;
     }
-    return !view.waits_for_events && (view.kind == HM_CAUSE_SLEEP || view.kind == HM_CAUSE_IO
-                                      || view.kind == HM_CAUSE_CPU);
+    if (view.waits_for_events) {
+        *in_wait = 1;
+        return HM_HUB_WAITING;
+    }
+    if (view.kind == HM_CAUSE_LOCK && !going_on) {
+        return HM_HUB_WAITING;
+    }
+    return HM_HUB_BUSY;
 }
 
 /* A new look at a running hub starts from here. Needs hm_sampler_lock. */
@@ -311,6 +338,8 @@ hub_look_restart(hm_record *rec, double now, double cpu_now)
     rec->hub_busy_at = 0;
     rec->hub_look_time = now;
     rec->hub_look_cpu = cpu_now;
+    rec->hub_look_iteration = atomic_load_explicit(&rec->loop_iterations, memory_order_relaxed);
+    rec->hub_look_waiting = 0;
     rec->hub_look_at = now + hub_look_interval(rec);
 }
 
@@ -323,15 +352,18 @@ look_at_hub(hm_record *rec, double now, double cpu_now, hm_event *ev)
     if (now < rec->hub_look_at) {
         return 0;
     }
-    int busy = hub_is_busy(rec, now, cpu_now);
+    uint64_t iteration;
+    int in_wait;
+    int found = hub_look(rec, cpu_now, &iteration, &in_wait, 0);
     rec->hub_look_time = now;
     rec->hub_look_cpu = cpu_now;
+    rec->hub_look_iteration = iteration;
+    rec->hub_look_waiting = in_wait;
     rec->hub_look_at = now + hub_look_interval(rec);
-    if (!busy) {
+    if (found == HM_HUB_WAITING) {
         rec->hub_idle_at = now;
         rec->hub_idle_cpu = cpu_now;
         rec->hub_busy_at = 0;
-        rec->hub_waited = 1;
         return 0;
     }
     if (rec->hub_busy_at == 0) {
@@ -340,11 +372,7 @@ look_at_hub(hm_record *rec, double now, double cpu_now, hm_event *ev)
     /* Busy since some time after the last idle look: judged by that upper
        bound, as stretches without switches are. */
     double gap = now - rec->hub_idle_at;
-    /* Only once the hub's loop has run (a look saw it wait for events, or
-       a greenlet switched into it): until then it is starting (gevent's hub
-       starts its monitor, and imports what that needs, before its loop). */
-    if (!rec->reports || rec->ignoring || rec->blocked || !rec->hub_waited
-            || gap < rec->threshold) {
+    if (!rec->reports || rec->ignoring || rec->blocked || gap < rec->threshold) {
         return 0;
     }
     rec->blocked = 1;
@@ -382,7 +410,10 @@ sample_hub_block(hm_record *rec, double now, int fine, uint64_t count, double cp
     if (fine && count == rec->seen) {
         /* Still running without a switch: judged again at each look. */
         rec->last_sample = now;
-        if (now < rec->hub_look_at || hub_is_busy(rec, now, cpu_now)) {
+        uint64_t iteration;
+        int in_wait;
+        if (now < rec->hub_look_at
+                || hub_look(rec, cpu_now, &iteration, &in_wait, 1) == HM_HUB_BUSY) {
             if (now >= rec->hub_look_at) {
                 rec->hub_look_time = now;
                 rec->hub_look_cpu = cpu_now;
@@ -492,9 +523,6 @@ sample_record(hm_record *rec, double now, hm_event *ev)
         /* A hub that ran through the whole interval without one switch is
            looked at: it may be stuck in a callback of its own. */
         int ran_through = fine && rec->fine_last && count == rec->seen;
-        if (count != rec->seen) {
-            rec->hub_waited = 1;    /* a switch into the hub: its loop runs */
-        }
         rec->seen = count;
         /* A new stretch starts after this sample if the hub runs now, else
            it started between the previous sample and this one. */
@@ -505,7 +533,8 @@ sample_record(hm_record *rec, double now, hm_event *ev)
         rec->cpu_since_at = fine ? now : rec->last_sample;
         rec->cpu_last = cpu_now;
         rec->last_sample = now;
-        if (ran_through && !emit && rec->mode == HM_MODE_HUB) {
+        if (ran_through && !emit && rec->mode == HM_MODE_HUB
+                && atomic_load_explicit(&rec->loop_counted, memory_order_relaxed)) {
             emit = look_at_hub(rec, now, cpu_now, ev);
         }
         else if (!ran_through) {
@@ -682,7 +711,8 @@ doze_length(double period)
     /* A running hub is looked at now and then: it may be stuck in a
        callback of its own, which no switch would tell. */
     for (hm_record *r = S.records; r != NULL; r = r->next) {
-        if (r->reports && hub_look_interval(r) < length) {
+        if (r->reports && atomic_load_explicit(&r->loop_counted, memory_order_relaxed)
+                && hub_look_interval(r) < length) {
             length = hub_look_interval(r);
         }
     }
