@@ -12,6 +12,7 @@ import json
 import math
 import os
 import platform
+import random
 import subprocess
 import sys
 import time
@@ -50,10 +51,12 @@ def script(name: str) -> str:
 
 def start_child(name: str, args: Sequence[str], env: Dict[str, str],
                 **popen: Any) -> subprocess.Popen:
-    """Start ``benchmarks/<name>.py`` with text pipes for stdout and stderr."""
+    """Start ``benchmarks/<name>.py`` with text pipes for stdout and stderr,
+    in this checkout unless ``cwd`` is given."""
+    popen.setdefault("cwd", ROOT)
     return subprocess.Popen([sys.executable, script(name), *map(str, args)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            cwd=ROOT, **popen)
+                            **popen)
 
 
 def result_of(proc: subprocess.Popen, name: str, timeout: float) -> Any:
@@ -78,9 +81,10 @@ def result_of(proc: subprocess.Popen, name: str, timeout: float) -> Any:
                        % (name, proc.returncode, out[-3000:], err[-3000:]))
 
 
-def run_child(name: str, args: Sequence[str], env: Dict[str, str], timeout: float) -> Any:
+def run_child(name: str, args: Sequence[str], env: Dict[str, str], timeout: float,
+              **popen: Any) -> Any:
     """Run ``benchmarks/<name>.py`` to the end and return its result object."""
-    return result_of(start_child(name, args, env), name, timeout)
+    return result_of(start_child(name, args, env, **popen), name, timeout)
 
 
 def emit(result: Any) -> None:
@@ -123,6 +127,21 @@ def median_interval(values: Sequence[float]) -> List[float]:
     low = max(0, int(math.floor(n / 2.0 - half)))
     high = min(n - 1, int(math.ceil(n / 2.0 + half)))
     return [ordered[low], ordered[high]]
+
+
+def bootstrap_ratio_interval(a: Sequence[float], b: Sequence[float], statistic=median,
+                             resamples: int = 2000, seed: int = 0) -> List[float]:
+    """A 95% percentile-bootstrap interval of ``statistic(b) / statistic(a)``
+    for two independent samples, each resampled with replacement."""
+    if not a or not b:
+        return [float("nan"), float("nan")]
+    rng = random.Random(seed)
+    ratios = []
+    for _ in range(resamples):
+        denominator = statistic(rng.choices(a, k=len(a)))
+        if denominator:
+            ratios.append(statistic(rng.choices(b, k=len(b))) / denominator)
+    return [percentile(ratios, 2.5), percentile(ratios, 97.5)]
 
 
 # -- CPU time -------------------------------------------------------------------
