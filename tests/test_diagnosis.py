@@ -278,19 +278,21 @@ gevent.sleep(0.6)
     assert events == [], (events, err)
 
 
-def test_a_hub_that_waits_for_events_between_short_callbacks_is_not_blocked(python):
-    # A timer whose callback computes for 8 ms every 10 ms, for a second:
-    # the hub is busy most of the time, yet goes back to waiting for events
-    # between the callbacks, and no callback comes near the threshold.
+@pytest.mark.parametrize("busy, every", [(0.008, 0.01), (0.06, 0.1)])
+def test_a_hub_that_waits_for_events_between_callbacks_is_not_blocked(python, busy, every):
+    # A timer whose callback computes for 8 ms every 10 ms (or 60 ms every
+    # 100 ms), for a second: the hub is busy most of the time, yet goes back
+    # to waiting for events between the callbacks, and no callback reaches
+    # the threshold.
     body = """
 def tick():
-    end = time.perf_counter() + 0.008
+    end = time.perf_counter() + %s
     while time.perf_counter() < end:
         pass
-timer = gevent.get_hub().loop.timer(0.01, 0.01)
+timer = gevent.get_hub().loop.timer(%s, %s)
 timer.start(tick)
 gevent.sleep(1.0)
 timer.stop()
-"""
+""" % (busy, every, every)
     events, err = run_events(python, body)
     assert events == [], (events, err)
