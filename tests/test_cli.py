@@ -278,8 +278,13 @@ def test_demo_reports_four_blocks_with_their_causes(python, tmp_path):
         assert causes[2].startswith("    Cause: gil: "), causes
         assert re.match(r"    Cause: io: recvfrom on fd \d+: TCP 127\.0\.0\.1:\d+ -> "
                         r"127\.0\.0\.1:\d+ ", causes[3]), causes
-    # The profile of each blockage, when the hub runs again (0.5 s > 4 x 0.1 s).
-    assert err.count("The hub ran again after") == 4, err
+    # The profile of each blockage, when the hub runs again (0.5 s > 4 x 0.1 s;
+    # the GIL-holding call, sized before it runs, may come out shorter).
+    profiles = err.split("The hub ran again after")[1:]
+    assert len(profiles) in (3, 4), err
+    for culprit in ("sleepy_handler", "busy_handler", "query_handler"):
+        assert any(profile.split("\n")[0].count(culprit) and "in %s" % culprit in profile
+                   for profile in profiles), (culprit, err)
     # The C call is named by the stack written while it ran (faulthandler,
     # Linux) or by the report built once it returned.
     assert "in crunching_handler" in err.split(headers[1])[1]
