@@ -75,10 +75,27 @@ def _identify(report: Any, culprit: Any) -> Tuple[str, str]:
     return _digest(("no stack", kind, function, str(state))), place
 
 
+_blake2b: Any = None
+
+
+def prepare() -> None:
+    """Import ``hashlib`` now, in the calling thread (a monitor's start).
+
+    Not at hubmon's import, which it would slow by milliseconds, and never
+    in the native thread, which must not import while the blocked thread
+    may hold an import lock.
+    """
+    global _blake2b
+    if _blake2b is None:
+        import hashlib
+        _blake2b = hashlib.blake2b
+
+
 def _digest(parts: Any) -> str:
-    import hashlib  # not at hubmon's import: it costs milliseconds
-    return hashlib.blake2b(repr(parts).encode("utf-8", "backslashreplace"),
-                           digest_size=8).hexdigest()
+    if _blake2b is None:
+        prepare()   # only when a report is made without a monitor's start
+    return _blake2b(repr(parts).encode("utf-8", "backslashreplace"),
+                    digest_size=8).hexdigest()
 
 
 class _Entry:

@@ -128,6 +128,7 @@ class Monitor:
             import logging  # noqa: F401 - now, so that on_start orders the exit hooks
         on_start()
         prepare_report()
+        _culprits.prepare()
         _tracing.attach(self._record, self._thread_ended, self._tracer_dropped)
         try:
             stream = self._output_stream()

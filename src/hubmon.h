@@ -169,7 +169,8 @@ typedef struct hm_record {
     uint64_t hub_look_iteration;    /* the loop's iteration then */
     double hub_idle_at;             /* the last look that found it waiting for events, */
     double hub_idle_cpu;            /* and the thread's CPU time then */
-    double hub_busy_at;             /* the first look since that found it busy, or 0 */
+    double hub_busy_at;             /* the first look since that found it busy, or 0, */
+    double hub_busy_from;           /* and the latest it can have become busy */
 } hm_record;
 
 /* A copy of a record's figures, taken under the lock. */

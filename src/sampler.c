@@ -277,13 +277,12 @@ profile_interval(const hm_record *rec, double period)
     return ldexp(base, doublings);
 }
 
-/* How often a running hub's thread is looked at: threshold / 2, within
-   [HM_MIN_LOOK, HM_MAX_PERIOD]. A block inside the hub is reported within
-   the threshold plus this. */
+/* How often a running hub's thread is looked at: every threshold, within
+   [HM_MIN_LOOK, HM_MAX_PERIOD] (every sampling period once it is busy). */
 static double
 hub_look_interval(const hm_record *rec)
 {
-    double look = rec->threshold / 2.0;
+    double look = rec->threshold;
     return look < HM_MIN_LOOK ? HM_MIN_LOOK : look > HM_MAX_PERIOD ? HM_MAX_PERIOD : look;
 }
 
@@ -376,22 +375,27 @@ look_at_hub(hm_record *rec, double now, double cpu_now, hm_event *ev)
         return 0;
     }
     if (rec->hub_busy_at == 0) {
+        /* It became busy between the last look that found it waiting and
+           this one; no later than the CPU time it has used since says (its
+           clock stood still while it waited). That latest start is the
+           estimate: a callback is never taken for longer than it is, and a
+           computing one is timed nearly exactly; one that sleeps or waits
+           for I/O is seen up to a look interval late. */
         rec->hub_busy_at = now;
+        double ran = cpu_now >= 0 && rec->hub_idle_cpu >= 0 ? cpu_now - rec->hub_idle_cpu : 0.0;
+        double start = now - (ran > 0 ? ran : 0.0);
+        rec->hub_busy_from = start > rec->hub_idle_at ? start : rec->hub_idle_at;
     }
-    /* While it is busy, it is looked at every sampling period. It became
-       busy between the last look that found it waiting and the first that
-       found it busy: the middle of the two is the estimate, off by half a
-       look interval at most either way (threshold / 4). */
+    /* While it is busy, it is looked at every sampling period. */
     rec->hub_look_at = now + current_period();
-    double gap = now - (rec->hub_idle_at + rec->hub_busy_at) / 2;
+    double gap = now - rec->hub_busy_from;
     if (!rec->reports || rec->ignoring || rec->blocked || gap < rec->threshold) {
         return 0;
     }
     rec->blocked = 1;
     rec->hub_blocked = 1;
     rec->blocks++;
-    rec->since = rec->hub_idle_at;
-    rec->since_late = rec->hub_busy_at;
+    rec->since = rec->since_late = rec->hub_busy_from;
     rec->profile_taken = 0;
     rec->profile_pending = 0;
     rec->next_profile = now + profile_interval(rec, current_period());
@@ -402,6 +406,7 @@ look_at_hub(hm_record *rec, double now, double cpu_now, hm_event *ev)
     ev->switches = atomic_load_explicit(&rec->switches, memory_order_relaxed);
     ev->hub_itself = 1;
     ev->cpu_since_at = rec->hub_idle_at;
+    gap = now - rec->hub_idle_at;       /* the CPU time below covers this */
     if (cpu_now >= 0 && rec->hub_idle_cpu >= 0) {
         ev->cpu_time = cpu_now - rec->hub_idle_cpu;
         ev->cpu_ratio = ev->cpu_time / gap;
