@@ -433,6 +433,11 @@ def rst(results: Dict[str, Any], goals: List[Dict[str, Any]], plot_path: Optiona
             "so the script cannot rot; its numbers are not for conclusions). "
             "``--json FILE`` keeps the raw figures; ``--only switch,latency`` runs some "
             "sections. A full run takes about %.0f minutes here." % (results["seconds"] / 60.0,),
+            "",
+            "To compare two source trees (a change and the commit before it), built in "
+            "place, side by side: ``python benchmarks/bench_trees.py BEFORE AFTER`` runs the "
+            "switch, latency and idle measurements alternately against each and prints "
+            "the ratios with their intervals.",
             ""]
     return "\n".join(out)
 
