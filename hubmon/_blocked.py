@@ -89,7 +89,8 @@ def capture(*, current: int, duration: float, gil_wait: float, thread_ident: int
             gil_note: Callable[[], str],
             plausible: Optional[Callable[[Any], bool]] = None,
             want_report: Optional[Callable[[Any, float], bool]] = None,
-            cause: Optional[Cause] = None, hub_itself: bool = False) -> Optional[Capture]:
+            cause: Optional[Cause] = None, hub_itself: bool = False,
+            ended: bool = False) -> Optional[Capture]:
     """Capture the report of a block; native thread, holding the GIL. Raises what the report's
     guards let through (nothing in practice); :mod:`hubmon._dispatch` contains it.
 
@@ -134,6 +135,13 @@ def capture(*, current: int, duration: float, gil_wait: float, thread_ident: int
         lines.insert(at, "    The GIL was held for %.3f seconds before this report could be "
                          "built: a C call that does not release it was running. %s"
                          % (gil_wait, gil_note()))
+        at += 1
+    if ended:
+        # The culprit switched away before the report was built: its stack
+        # below is no longer the block's, nor may it count in the profile.
+        lines.insert(at, "    The block ended before this report could be built: the stacks "
+                         "below are from just after it.")
+        stack = None
     return Capture(culprit, lines, total, _core.monotonic() - total, report, fingerprint, place,
                    cause, stack)
 

@@ -60,6 +60,10 @@ def _identify(report: Any, culprit: Any) -> Tuple[str, str]:
         filename, lineno, function = frames[-1]
         parts: List[Any] = [(str(f), l, str(fn)) for f, l, fn in frames[:-1]]
         parts.append((str(filename), str(function)))
+        # The kind of cause tells apart two culprits of one function (a
+        # sleep, then a loop), whose innermost line is left out above.
+        cause = getattr(report, "cause", None)
+        parts.append(str(getattr(cause, "kind", None)))
         place = "%s:%s in %s" % (filename, "?" if lineno is None else lineno, function)
         return _digest(parts), place
     # No Python frame: the culprit's type and the function it runs, not its arguments.

@@ -27,6 +27,10 @@ MAX_FRAMES = 200
 MAX_STACKS = 1000
 #: The stack that stands for the stacks beyond MAX_STACKS.
 OTHER = ("(other stacks)",)
+#: The stack that stands for the time before a blockage's report when the
+#: culprit had switched away by then (a C call held the GIL until it ended).
+UNSAMPLED = ("(not sampled: the block ended before the GIL was free; see the stack "
+             "written while it ran)",)
 
 
 def take_stack(thread_ident: int) -> Optional[Tuple[str, ...]]:
@@ -110,9 +114,9 @@ def render(*, culprit: str, duration: float, threshold: float, interval: float,
     lines = ["=" * 80,
              "%s : The hub ran again after %.3f seconds blocked by %s (max_blocking_time %.3f seconds)."
              % (timestamp, duration, culprit, threshold),
-             "    Where the time went: %d stack sample%s, one every %.3f s or more, each counting "
-             "for the time since the one before; the innermost frames, by share of the time:"
-             % (samples, "" if samples == 1 else "s", interval)]
+             "    Where the time went: %d samples of %.3f s (from %d stack%s read, each counting "
+             "for the time since the one before); the innermost frames, by share of the time:"
+             % (total, interval, samples, "" if samples == 1 else "s")]
     by_frame: Dict[str, int] = {}
     for stack, count in profile:
         key = stack[-1] if stack else "(empty)"

@@ -537,6 +537,7 @@ class Monitor:
             max_greenlets=self.report_greenlet_limit or None, owner_repr=repr(self),
             gil_note=gil_note, plausible=plausible,
             cause=_blocked.make_cause(cause, gil_wait), hub_itself=hub_itself,
+            ended=not hub_itself and self._record.switches != switches,
             want_report=want_report if _filters.events.report_filters else None)
         if captured is None:
             _delivery.printer.post(self._warn_blind)
@@ -552,7 +553,7 @@ class Monitor:
         # The report's stack stands for the blockage up to its detection.
         self._profile = _profile.Profile(self._profile_interval(), captured.started)
         self._profile_switches = switches
-        self._profile.add(captured.stack, _core.monotonic())
+        self._profile.add(captured.stack or _profile.UNSAMPLED, _core.monotonic())
         event = EventLoopBlocked(culprit, self.max_blocking_time, info, hub=hub)
         event.duration = captured.duration
         event.cause = captured.cause

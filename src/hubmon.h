@@ -161,6 +161,7 @@ typedef struct hm_record {
        loop, but not in its wait for events): looks at its thread every
        threshold / 2, once the loop's iterations are counted. */
     int fine_last;                  /* the last sample found the hub running */
+    uint64_t seen_before;           /* `seen` before the last sample's */
     int hub_blocked;                /* the reported block is the hub's own */
     double hub_look_at;             /* the next look is due then */
     double hub_look_time;           /* the last look, and the CPU time then */
@@ -170,7 +171,8 @@ typedef struct hm_record {
     double hub_idle_at;             /* the last look that found it waiting for events, */
     double hub_idle_cpu;            /* and the thread's CPU time then */
     double hub_busy_at;             /* the first look since that found it busy, or 0, */
-    double hub_busy_from;           /* and the latest it can have become busy */
+    double hub_busy_from;           /* and the latest it can have become busy, */
+    double hub_busy_est;            /* and the best estimate of when it did */
 } hm_record;
 
 /* A copy of a record's figures, taken under the lock. */

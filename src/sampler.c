@@ -32,6 +32,10 @@
 #define HM_MAX_EVENTS 32
 /* How long exit waits for the native thread, in seconds. */
 #define HM_EXIT_PATIENCE 1
+/* A sample more than this many periods after the previous one comes after a
+   hold-up (a long hand-over to Python): the previous one no longer bounds
+   when a new stretch began. */
+#define HM_STALE_SAMPLES 2.0
 /* The alignment of a record: a cache line. */
 #define HM_RECORD_ALIGN 64
 _Static_assert(offsetof(hm_record, mode) + sizeof(int) <= HM_RECORD_ALIGN,
@@ -85,6 +89,7 @@ static struct {
     int mem_exceeded;
     int mem_pending;
     int dispatching;            /* events decided and not yet answered */
+    int held_up;                /* the last hand-over to Python took long */
 } S;
 
 /* The thread (PyThread_get_thread_ident) in which a garbage-collection pass
@@ -385,6 +390,11 @@ look_at_hub(hm_record *rec, double now, double cpu_now, hm_event *ev)
         double ran = cpu_now >= 0 && rec->hub_idle_cpu >= 0 ? cpu_now - rec->hub_idle_cpu : 0.0;
         double start = now - (ran > 0 ? ran : 0.0);
         rec->hub_busy_from = start > rec->hub_idle_at ? start : rec->hub_idle_at;
+        /* Its duration, once reported, counts from the best estimate: that
+           start when the CPU time tells (a callback that computes), else
+           the middle of the two looks (one that sleeps or waits). */
+        rec->hub_busy_est = ran >= HM_BUSY_CPU_SHARE * (now - rec->hub_idle_at)
+            ? rec->hub_busy_from : (rec->hub_idle_at + now) / 2;
     }
     /* While it is busy, it is looked at every sampling period. */
     rec->hub_look_at = now + current_period();
@@ -395,13 +405,13 @@ look_at_hub(hm_record *rec, double now, double cpu_now, hm_event *ev)
     rec->blocked = 1;
     rec->hub_blocked = 1;
     rec->blocks++;
-    rec->since = rec->since_late = rec->hub_busy_from;
+    rec->since = rec->since_late = rec->hub_busy_est;
     rec->profile_taken = 0;
     rec->profile_pending = 0;
     rec->next_profile = now + profile_interval(rec, current_period());
     memset(ev, 0, sizeof(*ev));
     ev->kind = HM_EVENT_BLOCKED;
-    ev->value = gap;
+    ev->value = now - rec->hub_busy_est;
     ev->current = rec->hub;
     ev->switches = atomic_load_explicit(&rec->switches, memory_order_relaxed);
     ev->hub_itself = 1;
@@ -432,9 +442,11 @@ sample_hub_block(hm_record *rec, double now, int fine, uint64_t count, double cp
         if (now < rec->hub_look_at
                 || hub_look(rec, cpu_now, &iteration, &in_wait, 1) == HM_HUB_BUSY) {
             if (now >= rec->hub_look_at) {
+                /* Looked at every sampling period while the block lasts,
+                   so that its end is known to within one. */
                 rec->hub_look_time = now;
                 rec->hub_look_cpu = cpu_now;
-                rec->hub_look_at = now + hub_look_interval(rec);
+                rec->hub_look_at = now + current_period();
             }
             return 0;
         }
@@ -515,7 +527,7 @@ sample_record(hm_record *rec, double now, hm_event *ev)
            ended it says (stamped_end). Take the middle of what is known. */
         atomic_store_explicit(&rec->stamp_armed, 0, memory_order_relaxed);
         double lower = rec->last_sample - rec->since_late, upper = now - rec->since;
-        double end;
+        double end = now;
         if (stamped_end(rec, now, &end)) {
             lower = end - rec->since_late;
             upper = end - rec->since;
@@ -524,6 +536,7 @@ sample_record(hm_record *rec, double now, hm_event *ev)
             }
         }
         double stretch = (lower + upper) / 2;
+        int stamped = stamped_end(rec, now, &end);
         if (rec->blocked) {
             rec->blocked = 0;
             if (stretch > rec->longest_block) {
@@ -540,13 +553,28 @@ sample_record(hm_record *rec, double now, hm_event *ev)
         /* A hub that ran through the whole interval without one switch is
            looked at: it may be stuck in a callback of its own. */
         int ran_through = fine && rec->fine_last && count == rec->seen;
+        rec->seen_before = rec->seen;
         rec->seen = count;
         /* A new stretch starts after this sample if the hub runs now, else
-           it started between the previous sample and this one. */
-        rec->since = fine ? now : rec->last_sample;
+           it started between the previous sample and this one: after the
+           switch that ended the old stretch, when it stamped the time. When
+           the previous sample is long past (this thread was handing an event
+           to Python, waiting for a GIL that a C call held), and nothing
+           stamped, its start is not known: it is judged from now, so that
+           the wait is never counted as part of a new stretch. */
+        double since = rec->last_sample;
+        if (stamped && end > since) {
+            since = end;
+        }
+        else if (S.held_up && now - rec->last_sample > HM_STALE_SAMPLES * current_period()) {
+            since = now;
+        }
+        double previous_sample = since;
+        rec->since = fine ? now : since;
         rec->since_late = now;
         rec->seen_out_once = 0;
-        rec->cpu_since = fine ? cpu_now : rec->cpu_last;
+        int cpu_known = fine || since == rec->last_sample;
+        rec->cpu_since = fine ? cpu_now : cpu_known ? rec->cpu_last : -1.0;
         rec->cpu_since_at = fine ? now : rec->last_sample;
         rec->cpu_last = cpu_now;
         rec->last_sample = now;
@@ -556,6 +584,13 @@ sample_record(hm_record *rec, double now, hm_event *ev)
         }
         else if (!ran_through) {
             hub_look_restart(rec, now, cpu_now);
+            if (fine && count != rec->seen_before) {
+                /* It switched into the hub since the previous sample: the
+                   hub may have been busy from then on. (The CPU time still
+                   counts from now, so a callback is never taken for longer
+                   than it is.) */
+                rec->hub_idle_at = previous_sample;
+            }
         }
         rec->fine_last = fine;
         return emit;
@@ -728,7 +763,8 @@ doze_length(double period)
     /* A running hub is looked at now and then: it may be stuck in a
        callback of its own, which no switch would tell. */
     for (hm_record *r = S.records; r != NULL; r = r->next) {
-        if (r->reports && atomic_load_explicit(&r->loop_counted, memory_order_relaxed)
+        /* (Its loop's iterations may be counted from the next moment on.) */
+        if (r->reports && r->mode == HM_MODE_HUB && r->hub != 0
                 && hub_look_interval(r) < length) {
             length = hub_look_interval(r);
         }
@@ -893,11 +929,13 @@ sampler_main(void *unused)
     while (!S.stop_requested) {
         int more = 0;
         int count = collect_events(hm_clock_now(), events, &more);
+        S.held_up = 0;
         if (count > 0) {
             /* Set under the same hold of the lock that decided the events:
                whoever sees their effect on a record (its blocks count) sees
                them in flight too, until the outcomes are applied. */
             S.dispatching = count;
+            double handed_at = hm_clock_now();
             pthread_mutex_unlock(&hm_sampler_lock);
             for (int i = 0; i < count; i++) {
                 if (events[i].kind == HM_EVENT_BLOCKED) {
@@ -912,6 +950,12 @@ sampler_main(void *unused)
                 apply_outcome(&events[i], outcomes[i]);
             }
             S.dispatching = 0;
+            /* Sampling stopped meanwhile: the next pass must not take the
+               hold-up for part of a stretch (sample_record). */
+            S.held_up = hm_clock_now() - handed_at > HM_STALE_SAMPLES * current_period();
+            if (S.held_up) {
+                continue;
+            }
             if (more) {
                 continue;
             }

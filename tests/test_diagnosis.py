@@ -296,3 +296,48 @@ timer.stop()
 """ % (busy, every, every)
     events, err = run_events(python, body)
     assert events == [], (events, err)
+
+
+@linux
+def test_a_short_block_right_after_a_gil_holding_call_is_not_reported(python):
+    # While the native thread waits for the GIL, it samples nothing: the
+    # wait must not count as part of the next, short, stretch; and a report
+    # built after its block ended says so, and charges no later code.
+    body = ("GIL_SECONDS = 0.6\n" + GIL_HOLDING_CALL
+            + "gevent.sleep(0.3)\nassert events.wait_for_delivery(10)\nseen.clear()\n" + """
+def short():
+    time.sleep(0.05)     # under the threshold
+gevent.spawn(crunch).join()
+short()
+""")
+    events, err = run_events(python, body, env={"HUBMON_UNBLOCKED_REPORT_TIME": "0"},
+                             timeout=120)
+    block = only_block(events, err)
+    assert block["cause"]["kind"] == "gil", block
+    assert "in crunch" in block["info"] or "The block ended before" in block["info"], block
+    unblocked = [e for e in events if e["kind"] == "EventLoopUnblocked"]
+    assert len(unblocked) == 1 and unblocked[0]["duration"] > 0.3, events
+    # No sample of the blockage shows short(): it came after.
+    assert not any(stack[-1].endswith(":short") for stack, _ in unblocked[0]["profile"]), \
+        unblocked[0]["profile"]
+
+
+def test_a_slow_callback_on_a_young_hub_is_reported(python):
+    # The hub's first callback, before any greenlet ever switched.
+    program = """
+import sys, time, gevent, hubmon
+from hubmon import events
+seen = []
+events.subscribers.append(seen.append)
+def slow():
+    end = time.perf_counter() + 0.4
+    while time.perf_counter() < end:
+        pass
+gevent.get_hub().loop.timer(0.1).start(slow)
+gevent.sleep(0.8)
+assert events.wait_for_delivery(10)
+print("HUB_ITSELF", [e.hub_itself for e in seen if type(e).__name__ == "EventLoopBlocked"])
+"""
+    proc = python(program, env=ENV, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "HUB_ITSELF [True]" in proc.stdout, proc.stdout + proc.stderr

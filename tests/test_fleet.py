@@ -355,3 +355,22 @@ def test_json_format_through_logging_is_one_record_per_event(python):
     levels = [line.split()[1] for line in records]
     assert levels == ["WARNING", "INFO"] * 4
     check_json_lines([line.split(" ", 2)[2] for line in records], result)
+
+
+def test_a_sleep_and_a_loop_in_one_function_have_two_fingerprints(python):
+    _, result, _ = run(python, """
+    def handler(spin):
+        if not spin:
+            time.sleep(0.15)
+        else:
+            end = time.perf_counter() + 0.15
+            while time.perf_counter() < end:
+                pass
+    for spin in (False, True, False, True):
+        gevent.spawn(handler, spin).join()
+        gevent.sleep(0.05)
+    finish()
+    """, env={"HUBMON_REPEAT_WINDOW": "0"})
+    prints = [e["fingerprint"] for e in blocked(result)]
+    assert len(prints) == 4, result
+    assert prints[0] == prints[2] != prints[1] == prints[3], prints
