@@ -953,9 +953,6 @@ sampler_main(void *unused)
             /* Sampling stopped meanwhile: the next pass must not take the
                hold-up for part of a stretch (sample_record). */
             S.held_up = hm_clock_now() - handed_at > HM_STALE_SAMPLES * current_period();
-            if (S.held_up) {
-                continue;
-            }
             if (more) {
                 continue;
             }
