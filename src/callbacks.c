@@ -428,10 +428,12 @@ error:
    GIL nor hm_sampler_lock. Never calls into Python while the interpreter is
    finalizing or while the thread is asked to stop. Returns the handler's
    outcome (HM_OUTCOME_ACCEPTED unless it answers False, which is
-   HM_OUTCOME_REJECTED), or HM_OUTCOME_NOT_DELIVERED. */
+   HM_OUTCOME_REJECTED), or HM_OUTCOME_NOT_DELIVERED; sets *held to the
+   seconds this thread held the GIL for it (0 when it never took it). */
 int
-hm_callback_dispatch(const hm_event *ev)
+hm_callback_dispatch(const hm_event *ev, double *held)
 {
+    *held = 0.0;
     if (HM_IS_FINALIZING() || hm_sampler_is_stopping()) {
         return HM_OUTCOME_NOT_DELIVERED;
     }
@@ -442,7 +444,8 @@ hm_callback_dispatch(const hm_event *ev)
     double asked = hm_clock_now();
     enter_python();
     atomic_store(&gil_taken, 1);
-    double gil_wait = hm_clock_now() - asked;
+    double taken = hm_clock_now();
+    double gil_wait = taken - asked;
 #if HM_HAVE_GIL_DUMP
     if (armed) {
         pthread_mutex_lock(&hm_sampler_lock);
@@ -486,6 +489,7 @@ hm_callback_dispatch(const hm_event *ev)
     }
     Py_DECREF(callable);
 done:
+    *held = hm_clock_now() - taken;
     PyEval_SaveThread();
     return outcome;
 }

@@ -117,6 +117,8 @@ typedef struct hm_record {
     uint64_t seen;                  /* last value of the watched counter */
     double since;                   /* earliest start of the stretch without progress */
     double since_late;              /* latest start of it (first sample that saw it) */
+    double held_since_for;          /* the since that held_since was taken for */
+    double held_since;              /* hubmon's GIL hold total at since (sampler.c) */
     double last_sample;             /* when this record was last sampled */
     int seen_out_once;              /* a sample saw the stretch in progress */
     double longest_gap;             /* longest stretch without progress */
@@ -279,7 +281,7 @@ void hm_gc_phase_set(int started, int generation);
 /* callbacks.c: the only code that takes the GIL from the native thread. */
 int hm_callback_handler_set(PyObject *handler);
 void hm_callback_handler_clear(void);
-int hm_callback_dispatch(const hm_event *event);
+int hm_callback_dispatch(const hm_event *event, double *held);
 void hm_callback_thread_exit(void);
 void hm_callback_atfork_child(void);
 int hm_gil_handler_install(int signum);

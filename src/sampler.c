@@ -36,6 +36,10 @@
    hold-up (a long hand-over to Python): the previous one no longer bounds
    when a new stretch began. */
 #define HM_STALE_SAMPLES 2.0
+
+/* The hand-overs to Python whose GIL holds are remembered, latest first: a
+   stretch's start is never older than the last few. */
+#define HM_HELD_KEPT 8
 /* The alignment of a record: a cache line. */
 #define HM_RECORD_ALIGN 64
 _Static_assert(offsetof(hm_record, mode) + sizeof(int) <= HM_RECORD_ALIGN,
@@ -90,6 +94,10 @@ static struct {
     int mem_pending;
     int dispatching;            /* events decided and not yet answered */
     int held_up;                /* the last hand-over to Python took long */
+    double held_total;          /* seconds this thread has held the GIL, handing over */
+    double held_from[HM_HELD_KEPT];   /* when the latest hand-overs' holds began */
+    double held_length[HM_HELD_KEPT]; /* and how long each held the GIL, seconds */
+    unsigned held_next;         /* the slot of the next hand-over */
 } S;
 
 /* The thread (PyThread_get_thread_ident) in which a garbage-collection pass
@@ -247,6 +255,54 @@ stamped_end(const hm_record *rec, double now, double *end)
     }
     *end = at;
     return 1;
+}
+
+/* The seconds the native thread had held the GIL, handing events to
+   Python, by the time t (monotonic seconds): exact for any t after the
+   start of the HM_HELD_KEPT-th latest hand-over, which is all a stretch
+   needs (a record is sampled after every hand-over). Needs
+   hm_sampler_lock. */
+static double
+held_by(double t)
+{
+    double held = S.held_total;
+    for (unsigned i = 1; i <= HM_HELD_KEPT; i++) {
+        unsigned slot = (S.held_next + HM_HELD_KEPT - i) % HM_HELD_KEPT;
+        double from = S.held_from[slot], length = S.held_length[slot];
+        if (t >= from + length) {
+            break;
+        }
+        held -= t > from ? from + length - t : length;
+        if (t > from) {
+            break;
+        }
+    }
+    return held;
+}
+
+/* Remembers a hand-over that held the GIL for `length` seconds up to `end`.
+   Needs hm_sampler_lock. */
+static void
+held_add(double end, double length)
+{
+    S.held_total += length;
+    S.held_from[S.held_next] = end - length;
+    S.held_length[S.held_next] = length;
+    S.held_next = (S.held_next + 1) % HM_HELD_KEPT;
+}
+
+/* The seconds of the record's stretch without progress during which the
+   native thread held the GIL to hand events to Python: time in which the
+   program may have waited for hubmon, never counted against it. Needs
+   hm_sampler_lock. */
+static double
+held_during_stretch(hm_record *rec)
+{
+    if (rec->held_since_for != rec->since) {
+        rec->held_since_for = rec->since;
+        rec->held_since = held_by(rec->since);
+    }
+    return S.held_total - rec->held_since;
 }
 
 /* The CPU time the record's thread has used, in seconds, or -1 when its
@@ -561,9 +617,12 @@ sample_record(hm_record *rec, double now, hm_event *ev)
            the previous sample is long past (this thread was handing an event
            to Python, waiting for a GIL that a C call held), and nothing
            stamped, its start is not known: it is judged from now, so that
-           the wait is never counted as part of a new stretch. */
+           the wait is never counted as part of a new stretch. The stamp is
+           the new stretch's start only if its switch was the only one: after
+           a long hand-over, a stretch that began at some later switch is
+           judged from now too. */
         double since = rec->last_sample;
-        if (stamped && end > since) {
+        if (stamped && end > since && (!S.held_up || count == rec->seen_before + 1)) {
             since = end;
         }
         else if (S.held_up && now - rec->last_sample > HM_STALE_SAMPLES * current_period()) {
@@ -602,6 +661,7 @@ sample_record(hm_record *rec, double now, hm_event *ev)
        that a body that switches in time never fails. */
     double gap = now - rec->since;
     double gap_late = now - rec->since_late;
+    double held = held_during_stretch(rec);
     rec->last_sample = now;
     rec->seen_out_once = 1;
     rec->fine_last = 0;
@@ -614,7 +674,7 @@ sample_record(hm_record *rec, double now, hm_event *ev)
     if (gap_late > rec->longest_gap) {
         rec->longest_gap = gap_late;
     }
-    if (rec->reports && !rec->ignoring && !rec->blocked && gap >= rec->threshold) {
+    if (rec->reports && !rec->ignoring && !rec->blocked && gap - held >= rec->threshold) {
         rec->blocked = 1;
         rec->blocks++;
         rec->profile_taken = 0;
@@ -942,10 +1002,14 @@ sampler_main(void *unused)
                     find_cause(&events[i]);
                 }
             }
+            double held = 0.0;
             for (int i = 0; i < count; i++) {
-                outcomes[i] = hm_callback_dispatch(&events[i]);
+                double one;
+                outcomes[i] = hm_callback_dispatch(&events[i], &one);
+                held += one;
             }
             pthread_mutex_lock(&hm_sampler_lock);
+            held_add(hm_clock_now(), held);
             for (int i = 0; i < count; i++) {
                 apply_outcome(&events[i], outcomes[i]);
             }

@@ -310,7 +310,10 @@ def short():
 gevent.spawn(crunch).join()
 short()
 """)
-    events, err = run_events(python, body, env={"HUBMON_UNBLOCKED_REPORT_TIME": "0"},
+    # A threshold of 0.2 s leaves short() six sampling periods of margin: on
+    # a busy machine the report's printing competes with it for the GIL.
+    events, err = run_events(python, body, env={"HUBMON_UNBLOCKED_REPORT_TIME": "0",
+                                                "GEVENT_MAX_BLOCKING_TIME": "0.2"},
                              timeout=120)
     block = only_block(events, err)
     assert block["cause"]["kind"] == "gil", block
