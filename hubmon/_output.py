@@ -129,9 +129,25 @@ def _write_stream(stream: Any, data: str) -> None:
         flush()
 
 
+#: The lowest number of hubmon's passing copies of a descriptor: above the
+#: numbers a program reuses, so that its ``os.close(n)`` followed by an
+#: ``open()`` that expects ``n`` (the lowest free number, as POSIX promises)
+#: never finds hubmon's copy there.
+_COPY_FLOOR = 256
+
+
+def _private_copy(fd: int) -> int:
+    """A close-on-exec duplicate of ``fd`` numbered ``_COPY_FLOOR`` or more when the limit allows."""
+    try:
+        import fcntl
+        return fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, _COPY_FLOOR)
+    except (ImportError, OSError):
+        return os.dup(fd)       # no fcntl, or a descriptor limit at or below the floor
+
+
 def _write_fd(fd: int, data: bytes) -> None:
     """Write all of ``data`` to a duplicate of ``fd``; a non-blocking fd is waited on."""
-    copy = os.dup(fd)
+    copy = _private_copy(fd)
     try:
         view = memoryview(data)
         while view:

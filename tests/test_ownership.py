@@ -1,6 +1,7 @@
 """What hubmon touches is its own: file descriptors, signals, settings."""
 from __future__ import annotations
 
+import os
 import signal
 import sys
 
@@ -37,10 +38,13 @@ greenlet.greenlet(hold_gil).switch()
 time.sleep(0.3)
 monitor.stop()
 other.close()
+from hubmon import events
+print('DELIVERED', events.wait_for_delivery(10))   # the printer's passing copies closed too
 print('FDS BACK', len(os.listdir('/proc/self/fd')) == fds_before)
 """ % (str(first), str(unrelated)))
     assert proc.returncode == 0, proc.stderr
     assert "SAME NUMBER True" in proc.stdout
+    assert "DELIVERED True" in proc.stdout, proc.stdout
     assert "FDS BACK True" in proc.stdout, proc.stdout      # hubmon's duplicate was closed
     assert unrelated.read_text() == ""
     # The dump went to the monitor's own file, through hubmon's duplicate.
@@ -204,3 +208,18 @@ print('AFTER', _core.signal_disposition(sig))
 """)
     assert proc.returncode == 0, proc.stderr
     assert "WHILE hubmon" in proc.stdout and "AFTER default" in proc.stdout
+
+
+def test_a_passing_copy_of_a_descriptor_leaves_the_low_numbers_to_the_program(tmp_path):
+    # A program that closes n and opens a file expects n back (the lowest
+    # free number): the printer's copy of the stream's descriptor, made for
+    # each write, must not take it meanwhile.
+    from hubmon import _output
+    with open(tmp_path / "out", "w") as f:
+        copy = _output._private_copy(f.fileno())
+        try:
+            assert copy >= _output._COPY_FLOOR
+            assert not os.get_inheritable(copy)
+            assert os.path.samestat(os.fstat(copy), os.fstat(f.fileno()))
+        finally:
+            os.close(copy)
