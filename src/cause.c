@@ -530,6 +530,23 @@ append_fd_list(char *buf, size_t size, unsigned long count, int first)
     append_fd(buf, size, first, NULL);
 }
 
+/* Starts the view of a wait in `info`'s call: a sleep when `sleeps` (a
+   poll or select without descriptors), else a wait for events whose detail
+   the caller goes on to name. Returns whether it is a wait for events. */
+static int
+begin_wait(hm_kernel_view *out, const syscall_info *info, int sleeps)
+{
+    if (sleeps) {
+        out->kind = HM_CAUSE_SLEEP;
+        snprintf(out->detail, sizeof(out->detail), "%s with no fd (a sleep)", info->name);
+        return 0;
+    }
+    out->kind = HM_CAUSE_IO;
+    out->waits_for_events = 1;
+    snprintf(out->detail, sizeof(out->detail), "%s", info->name);
+    return 1;
+}
+
 /* poll/ppoll(fds, nfds, ...): a sleep without descriptors, else a wait for
    events, named by the first descriptor of the list (read from the
    thread's memory; at most 8 entries are looked at). */
@@ -537,14 +554,9 @@ static void
 describe_poll(hm_kernel_view *out, const syscall_info *info, const unsigned long *args)
 {
     unsigned long nfds = args[1];
-    if (nfds == 0) {
-        out->kind = HM_CAUSE_SLEEP;
-        snprintf(out->detail, sizeof(out->detail), "%s with no fd (a sleep)", info->name);
+    if (!begin_wait(out, info, nfds == 0)) {
         return;
     }
-    out->kind = HM_CAUSE_IO;
-    out->waits_for_events = 1;
-    snprintf(out->detail, sizeof(out->detail), "%s", info->name);
 
     struct pollfd fds[8];
     size_t seen = nfds < 8 ? (size_t)nfds : 8;
@@ -586,14 +598,9 @@ static void
 describe_select(hm_kernel_view *out, const syscall_info *info, const unsigned long *args)
 {
     int nfds = (int)args[0];
-    if (nfds <= 0 || (args[1] == 0 && args[2] == 0 && args[3] == 0)) {
-        out->kind = HM_CAUSE_SLEEP;
-        snprintf(out->detail, sizeof(out->detail), "%s with no fd (a sleep)", info->name);
+    if (!begin_wait(out, info, nfds <= 0 || (args[1] == 0 && args[2] == 0 && args[3] == 0))) {
         return;
     }
-    out->kind = HM_CAUSE_IO;
-    out->waits_for_events = 1;
-    snprintf(out->detail, sizeof(out->detail), "%s", info->name);
     if (nfds > FD_SETSIZE) {
         nfds = FD_SETSIZE;
     }
