@@ -78,6 +78,8 @@ class Worker:
         # Jobs posted and not yet finished, under their own real lock.
         self._pending = 0
         self._pending_lock = real_lock()
+        # Whether user code of a job made a gevent hub in this thread.
+        self.made_hub = False
 
     @property
     def idle(self) -> bool:
@@ -133,6 +135,8 @@ class Worker:
                     job(*args)
                 except BaseException:
                     _output.write_error("error in hubmon's %s thread, in %s" % (self.name, _name(job)))
+                if not self.made_hub and _gevent_hub_exists():
+                    self.made_hub = True
                 self._count(-1)
                 end_forked_child(pid)
                 del item, job, args
@@ -149,7 +153,7 @@ class Worker:
         gevent hub, say), which is not safe then.
         """
         self._closed = True
-        if self._queue is None or self._pid != os.getpid():
+        if self._queue is None or self._pid != os.getpid() or self._pending == 0:
             return True
         if timeout <= 0:
             return False
@@ -166,6 +170,7 @@ class Worker:
         self._starting = real_lock()
         self._pending = 0
         self._pending_lock = real_lock()
+        self.made_hub = False
 
 
 def _nothing() -> None:
@@ -211,6 +216,16 @@ def drain(timeout: float = 5.0) -> bool:
         real_sleep(0.002)
 
 
+def _gevent_hub_exists() -> bool:
+    """Whether the calling thread has a gevent hub. Never raises."""
+    hub_local = sys.modules.get("gevent._hub_local")
+    get_hub_if_exists = getattr(hub_local, "get_hub_if_exists", None)
+    try:
+        return get_hub_if_exists is not None and get_hub_if_exists() is not None
+    except BaseException:
+        return False
+
+
 def drop_gevent_hub() -> None:
     """Destroy the gevent hub that user code made in the calling thread, if any. Never raises."""
     hub_local = sys.modules.get("gevent._hub_local")
@@ -242,15 +257,21 @@ def shutdown() -> bool:
     a thread that outlives finalization is not safe to free then), unless
     user code there still runs after ``EXIT_PATIENCE``.
     """
+    # Nothing is waited for when both threads are idle and made no hub: the
+    # GIL is then never released here, so no other thread of the program
+    # runs between this hook and the interpreter's finalization (a daemon
+    # thread that ran then could be inside a greenlet when the interpreter
+    # ends it, which greenlet does not survive).
     deadline = time.monotonic() + EXIT_PATIENCE
     events_done = Flag()
-    if not (events.started and events.post(lambda: (drop_gevent_hub(), events_done.set()))):
+    if not (events.started and events.made_hub
+            and events.post(lambda: (drop_gevent_hub(), events_done.set()))):
         events_done.set()
-    if printer.started:
+    if printer.started and printer.made_hub:
         printer.post(drop_gevent_hub)
     events.shutdown(0.0)
     printed = printer.shutdown(EXIT_PATIENCE)
-    return events_done.wait(max(0.0, deadline - time.monotonic())) and printed
+    return events_done.wait(max(0.0, deadline - time.monotonic())) and printed and events.idle
 
 
 def after_fork_in_child() -> None:

@@ -35,6 +35,7 @@ def shutdown() -> None:
     being written finish for a bounded time; never wait for user code."""
     _core.shutdown()
     if not _delivery.shutdown():
+        _output.close_for_exit(0.2)
         _output.flush_logging_boundedly(0.2)
 
 

@@ -42,6 +42,24 @@ _held_for_fork = False
 _gate_owner = 0     # the thread that holds the gate for a write, or 0
 
 
+# Set at exit once the printer has had its patience: from then on no write
+# takes a stream's lock (it is checked under the gate), since a thread of
+# hubmon's that the interpreter ends while it holds one (an io buffer lock)
+# would make the interpreter's own last flush of that stream fail fatally.
+_closed_for_exit = False
+
+
+def close_for_exit(patience: float) -> None:
+    """At exit: take no stream lock from now on; wait ``patience`` s at most for one held now. Never raises."""
+    global _closed_for_exit
+    _closed_for_exit = True
+    try:
+        if _gate.acquire(timeout=patience):
+            _gate.release()
+    except BaseException:
+        pass
+
+
 class _gated:
     """Hold the fork gate for a write, noting which thread holds it."""
 
@@ -171,8 +189,9 @@ def write(stream: Any, text: str, level: int = 30) -> None:
     data = text if text.endswith("\n") else text + "\n"
     if stream is None:
         with _gated():
-            import logging
-            logging.getLogger(LOGGER_NAME).log(level, "%s", data.rstrip("\n"))
+            if not _closed_for_exit:
+                import logging
+                logging.getLogger(LOGGER_NAME).log(level, "%s", data.rstrip("\n"))
         return
     fd = _direct_fileno(stream)
     if fd is None:
@@ -192,6 +211,8 @@ def write(stream: Any, text: str, level: int = 30) -> None:
         for piece in _pieces(data):
             _wait_writable(fd)
             with _gated():
+                if _closed_for_exit:
+                    return
                 _write_stream(stream, piece)
         return
     # What the program left in the stream's buffer goes first. stderr is
@@ -200,7 +221,8 @@ def write(stream: Any, text: str, level: int = 30) -> None:
     _wait_writable(fd)
     with _gated():
         try:
-            stream.flush()
+            if not _closed_for_exit:
+                stream.flush()
         except Exception:
             pass
     # No lock of any kind is held while the write waits for a slow reader.

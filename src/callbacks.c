@@ -366,12 +366,14 @@ enter_python(void)
 
 /* Gives back the thread state kept for the native thread's whole life, as a
    Python thread does when it ends. Called by the native thread as it ends,
-   without the GIL. Skipped while the interpreter finalizes (it frees every
-   thread state itself). */
+   without the GIL. Skipped while the interpreter finalizes, and when the
+   thread is joined by one that holds the GIL (`give_back` 0: at exit, so
+   that no other thread runs meanwhile): the interpreter frees every thread
+   state itself as it finalizes. */
 void
-hm_callback_thread_exit(void)
+hm_callback_thread_exit(int give_back)
 {
-    if (native_tstate != NULL && !HM_IS_FINALIZING()) {
+    if (give_back && native_tstate != NULL && !HM_IS_FINALIZING()) {
         PyEval_RestoreThread(native_tstate);
         native_tstate = NULL;
         PyGILState_Release(native_gilstate);

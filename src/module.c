@@ -35,10 +35,16 @@ core_shutdown(PyObject *module, PyObject *unused)
 {
     (void)module;
     (void)unused;
-    /* The native thread may be waiting for the GIL: release it meanwhile. */
-    Py_BEGIN_ALLOW_THREADS
-    hm_sampler_shutdown();
-    Py_END_ALLOW_THREADS
+    /* A native thread that hands events over may be waiting for the GIL:
+       only then is it released while the thread ends. */
+    if (hm_sampler_stop_for_good()) {
+        Py_BEGIN_ALLOW_THREADS
+        hm_sampler_join_for_good();
+        Py_END_ALLOW_THREADS
+    }
+    else {
+        hm_sampler_join_for_good();
+    }
     hm_callback_handler_clear();
     Py_RETURN_NONE;
 }

@@ -94,6 +94,7 @@ static struct {
     int mem_pending;
     int dispatching;            /* events decided and not yet answered */
     int held_up;                /* the last hand-over to Python took long */
+    int joined_with_gil;        /* at exit: the joiner holds the GIL */
     double held_total;          /* seconds this thread has held the GIL, handing over */
     double held_from[HM_HELD_KEPT];   /* when the latest hand-overs' holds began */
     double held_length[HM_HELD_KEPT]; /* and how long each held the GIL, seconds */
@@ -1047,9 +1048,11 @@ sampler_main(void *unused)
             atomic_store(&hm_dozing, 0);
         }
     }
+    int give_back = !S.joined_with_gil;
     pthread_mutex_unlock(&hm_sampler_lock);
-    /* Give back the Python thread state kept for the thread's whole life. */
-    hm_callback_thread_exit();
+    /* Give back the Python thread state kept for the thread's whole life,
+       unless the thread that joins this one holds the GIL. */
+    hm_callback_thread_exit(give_back);
     return NULL;
 }
 
@@ -1297,26 +1300,46 @@ join_with_patience(pthread_t thread)
 #endif
 }
 
-/* Stops and joins the native thread for good: the interpreter is exiting.
-   Must be called WITHOUT the GIL (the thread may be waiting for it, and it
-   needs the GIL once more to give back its thread state). Needs
-   hm_sampler_lock NOT held. A thread held up by user code of a capture (a
-   repr that waits) is waited for HM_EXIT_PATIENCE seconds, then left like a
-   daemon thread: it never calls into Python again once it sees the stop
-   (and the interpreter ends a thread that asks for the GIL while it
-   finalizes). */
-void
-hm_sampler_shutdown(void)
+/* Asks the native thread to stop for good: the interpreter is exiting.
+   Called holding the GIL, and hm_sampler_lock NOT held. Returns 1 when the
+   thread is handing events to Python (it may be waiting for the GIL): it
+   must then be joined WITHOUT the GIL, and it gives back its thread state.
+   Returns 0 otherwise: it can no longer call into Python (it checks the stop
+   under the lock before it hands anything over), so the caller joins it
+   holding the GIL, and no other thread of the program runs meanwhile, and
+   the interpreter frees its thread state as it finalizes. (A daemon thread
+   that ran then could be inside a greenlet when the interpreter ends it,
+   which greenlet does not survive.) */
+int
+hm_sampler_stop_for_good(void)
 {
     pthread_mutex_lock(&hm_sampler_lock);
     S.shut_down = 1;
     atomic_store(&hm_resume_pending, 0);
+    int handing_over = S.thread_exists && S.dispatching > 0;
+    if (S.thread_exists) {
+        S.stop_requested = 1;
+        S.joined_with_gil = !handing_over;
+        pthread_cond_signal(&S.cond);
+    }
+    pthread_mutex_unlock(&hm_sampler_lock);
+    return handing_over;
+}
+
+/* Joins the native thread after hm_sampler_stop_for_good, with or without
+   the GIL as that said. Needs hm_sampler_lock NOT held. A thread held up by
+   user code of a capture (a repr that waits) is waited for
+   HM_EXIT_PATIENCE seconds, then left like a daemon thread: it never calls
+   into Python again once it sees the stop (and the interpreter ends a
+   thread that asks for the GIL while it finalizes). */
+void
+hm_sampler_join_for_good(void)
+{
+    pthread_mutex_lock(&hm_sampler_lock);
     if (!S.thread_exists) {
         pthread_mutex_unlock(&hm_sampler_lock);
         return;
     }
-    S.stop_requested = 1;
-    pthread_cond_signal(&S.cond);
     pthread_t thread = S.thread;
     pthread_mutex_unlock(&hm_sampler_lock);
     (void)join_with_patience(thread);
