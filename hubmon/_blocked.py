@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from . import _core, _culprits
 from ._collect import collect_blocked_report
-from ._profile import callback_of, take_stack
+from ._profile import UNSAMPLED, callback_of, take_stack
 from ._render import render_blocked_report
 from ._threads import own_thread_idents
 from .cause import Cause
@@ -60,7 +60,9 @@ class Capture:
         self.place = place
         #: The cause (hubmon.cause.Cause), or None.
         self.cause = cause
-        #: The blocked thread's stack when captured, "file:line:function" strings, or None.
+        #: The blocked thread's stack when captured, "file:line:function" strings; None when
+        #: it runs no Python frame or the report was vetoed; _profile.UNSAMPLED when the
+        #: block ended before the capture.
         self.stack = stack
 
 
@@ -141,7 +143,7 @@ def capture(*, current: int, duration: float, gil_wait: float, thread_ident: int
         # below is no longer the block's, nor may it count in the profile.
         lines.insert(at, "    The block ended before this report could be built: the stacks "
                          "below are from just after it.")
-        stack = None
+        stack = UNSAMPLED
     return Capture(culprit, lines, total, _core.monotonic() - total, report, fingerprint, place,
                    cause, stack)
 

@@ -97,9 +97,14 @@ def folded(profile: List[Tuple[Tuple[str, ...], int]]) -> str:
 
 
 def _place(frame: str) -> str:
-    """``"file:line:function"`` as the report writes it: ``file:line in function``."""
+    """``"file:line:function"`` as the report writes it: ``file:line in function``.
+
+    A label that stands for a stack (``"(no Python frame)"``, say) is kept as it is.
+    """
     path, _, function = frame.rpartition(":")
-    return "%s in %s" % (path, function) if path else frame
+    if frame.startswith("(") or not path.rpartition(":")[2].isdigit():
+        return frame
+    return "%s in %s" % (path, function)
 
 
 def render(*, culprit: str, duration: float, threshold: float, interval: float,

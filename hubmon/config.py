@@ -111,7 +111,8 @@ class Config:
         signal from SIGRTMIN + 6 on that nobody handles; a number must be
         SIGUSR1, SIGUSR2 or a real-time signal, and one the program already
         handles is refused when a monitor starts; 'off' or 0 disables the
-        dump.""")
+        dump. With HUBMON_REPORT_FORMAT=json, 'auto' means no dump (its text
+        is not JSON): name a signal to have it anyway.""")
 
     repeat_window: float = _setting("HUBMON_REPEAT_WINDOW", REPEAT_WINDOW, 60.0, """
         Seconds after a blocked report is printed in full during which another

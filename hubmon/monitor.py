@@ -21,7 +21,7 @@ import greenlet
 from . import (_blocked, _core, _culprits, _delivery, _dispatch, _filters, _gil, _output,
                _printing, _profile, _tracing)
 from ._memory import memory_watch, watch_memory
-from ._threads import is_own_thread, real_get_ident
+from ._threads import is_own_thread, real_get_ident, real_lock
 from ._values import BOOL, BYTES, MEMORY_PERIOD, PERIOD, REPEAT_WINDOW, THRESHOLD
 from .config import ConfigError, config
 from .events import EventLoopBlocked, EventLoopUnblocked, notify
@@ -111,6 +111,8 @@ class Monitor:
         # Whether this monitor may watch memory (gevent: the main hub's only).
         self._memory_check = memory_check
         self._blocked_since: Optional[float] = None
+        # Taken to end a blockage: by the native thread or by stop(), once.
+        self._blockage_lock = real_lock()
         self._profile: Optional[_profile.Profile] = None
         self._profile_switches = 0
         self._loop_watcher: Any = None
@@ -235,10 +237,9 @@ class Monitor:
         memory_watch.remove(self)
         self._record.stop()
         self._stop_counting_loop_iterations()
-        if self._blocked_since is not None:
-            # A blockage reported and not ended: it ends with the monitor
-            # (its thread ended, say), and its EventLoopUnblocked fires.
-            self._on_unblocked(_core.monotonic() - self._blocked_since)
+        # A blockage reported and not ended: it ends with the monitor (its
+        # thread ended, say), and its EventLoopUnblocked fires.
+        self._on_unblocked(None)
         if touch_tracer:
             _tracing.detach(self._record, self.thread_ident)
         if self._gil_dump:
@@ -550,10 +551,13 @@ class Monitor:
         report = captured.report
         self._blocked_repr = (report.culprit if report is not None and report.culprit
                               else "<%s at 0x%x>" % (type(culprit).__name__, id(culprit)))
-        # The report's stack stands for the blockage up to its detection.
-        self._profile = _profile.Profile(self._profile_interval(), captured.started)
-        self._profile_switches = switches
-        self._profile.add(captured.stack or _profile.UNSAMPLED, _core.monotonic())
+        # The report's stack stands for the blockage up to its detection. A
+        # report a filter vetoed vetoes the profile's samples too.
+        self._profile = None
+        if report is not None:
+            self._profile = _profile.Profile(self._profile_interval(), captured.started)
+            self._profile_switches = switches
+            self._profile.add(captured.stack, _core.monotonic())
         event = EventLoopBlocked(culprit, self.max_blocking_time, info, hub=hub)
         event.duration = captured.duration
         event.cause = captured.cause
@@ -569,6 +573,10 @@ class Monitor:
             delivered.set()
         if self.print_blocking_reports:
             _delivery.printer.post(self._print_report, event, delivered, (info, tuple(info)))
+        if not self._running:
+            # The monitor stopped while this report was built (its thread
+            # ended then): the blockage ended with it.
+            self._on_unblocked(None)
         return True
 
     def _warn_blind(self) -> None:
@@ -635,10 +643,19 @@ class Monitor:
         if profile is not None and self._record.switches == self._profile_switches:
             profile.add(_profile.take_stack(self.thread_ident), _core.monotonic())
 
-    def _on_unblocked(self, duration: float) -> None:
-        """Native thread: the hub runs again; the event fires in the events thread."""
+    def _on_unblocked(self, duration: Optional[float]) -> None:
+        """The blockage reported last ended ``duration`` seconds after it began (None: now).
+
+        Native thread (the hub runs again), or the monitor's stop. Once per
+        blockage, whichever comes first; the event fires in the events thread.
+        """
+        with self._blockage_lock:
+            since, self._blocked_since = self._blocked_since, None
+        if since is None:
+            return
+        if duration is None:
+            duration = _core.monotonic() - since
         ref, self._blocked_greenlet = self._blocked_greenlet, None
-        self._blocked_since = None
         self._blocked_info = None
         profile, self._profile = self._profile, None
         culprit = ref() if ref is not None else None
@@ -789,7 +806,12 @@ def _settings_for(*, max_blocking_time: Optional[float], max_memory_usage: Optio
     if stream is not None and not callable(getattr(stream, "write", None)):
         raise TypeError("stream must have a write() method, not %r" % (stream,))
     config.monitor_thread  # noqa: B018 - read to validate GEVENT_MONITOR_THREAD_ENABLE too
-    gil_signal = _gil.choose_signal(config.gil_signal, config.label("gil_signal"))
+    gil_signal = config.gil_signal
+    if gil_signal == "auto" and config.report_format == "json":
+        # faulthandler's dump is plain text: a JSON-lines stream stays pure
+        # unless the program asks for the dump by its signal.
+        gil_signal = 0
+    gil_signal = _gil.choose_signal(gil_signal, config.label("gil_signal"))
     return dict(max_blocking_time=threshold, max_memory_usage=memory_limit,
                 memory_monitor_period=period, print_blocking_reports=print_blocking_reports,
                 stream=stream, report_to=config.report_to,

@@ -344,3 +344,17 @@ print("HUB_ITSELF", [e.hub_itself for e in seen if type(e).__name__ == "EventLoo
     proc = python(program, env=ENV, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert "HUB_ITSELF [True]" in proc.stdout, proc.stdout + proc.stderr
+
+
+@linux
+def test_a_culprit_without_a_python_frame_is_profiled_as_such(python):
+    # gevent.spawn(time.sleep, ...) runs a C function directly: no Python
+    # frame to sample. Its profile says so, in words, and claims no "not
+    # sampled" time: the block lasted through the report.
+    events, err = run_events(python, "gevent.spawn(time.sleep, 0.5).join()\n",
+                             env={"HUBMON_UNBLOCKED_REPORT_TIME": "0"})
+    unblocked = [e for e in events if e["kind"] == "EventLoopUnblocked"]
+    assert len(unblocked) == 1, events
+    assert [stack for stack, _ in unblocked[0]["profile"]] == [["(no Python frame)"]], unblocked
+    assert "100.0%  (no Python frame)" in err, err
+    assert "not sampled" not in err, err

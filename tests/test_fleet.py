@@ -12,6 +12,8 @@ import textwrap
 
 import pytest
 
+from conftest import GIL_HOLDING_CALL
+
 pytest.importorskip("gevent")
 
 ENV = {"GEVENT_MONITOR_THREAD_ENABLE": "true", "GEVENT_MAX_BLOCKING_TIME": "0.05"}
@@ -34,7 +36,7 @@ def finish(**extra):
                             report=None if e.report is None else e.report.fingerprint,
                             greenlet=id(e.greenlet)))
         elif isinstance(e, events.EventLoopUnblocked):
-            out.append(dict(kind="unblocked", duration=e.duration))
+            out.append(dict(kind="unblocked", duration=e.duration, samples=e.samples))
     print("RESULT " + json.dumps(dict(events=out, **extra)))
 """
 
@@ -236,12 +238,15 @@ def test_a_filter_returning_false_skips_the_report_not_the_events(python):
     target = gevent.spawn(health_check)
     target.join()
     finish(calls=calls, culprits=gevent.get_hub().periodic_monitoring_thread.stats()["culprits"])
-    """)
+    """, env={"HUBMON_UNBLOCKED_REPORT_TIME": "0"})
     assert HEADER not in proc.stderr and REPEAT not in proc.stderr, proc.stderr
+    # Nor the "unblocked" report: the veto covers the blockage's samples.
+    assert "The hub ran again" not in proc.stderr, proc.stderr
     assert result["calls"] == [[True, True, "float", True]]
     [event] = blocked(result)
     assert event["info"] == [] and event["report"] is None and event["fingerprint"] is None
     assert [e["kind"] for e in result["events"]] == ["blocked", "unblocked"]
+    assert result["events"][1]["samples"] == 0
     assert result["culprits"] == []
 
 
@@ -374,3 +379,17 @@ def test_a_sleep_and_a_loop_in_one_function_have_two_fingerprints(python):
     prints = [e["fingerprint"] for e in blocked(result)]
     assert len(prints) == 4, result
     assert prints[0] == prints[2] != prints[1] == prints[3], prints
+
+
+def test_json_format_stays_json_through_a_gil_holding_block(python):
+    # A C call holding the GIL makes faulthandler's dump, plain text: with
+    # JSON reports and HUBMON_GIL_SIGNAL left at 'auto', it is not made, and
+    # every line of the stream is JSON; the block is reported as 'gil'.
+    proc, result, _ = run(python, "GIL_SECONDS = 0.4\n" + GIL_HOLDING_CALL + textwrap.dedent("""
+    gevent.spawn(crunch).join()
+    finish(gil_signal=gevent.get_hub().periodic_monitoring_thread.gil_signal)
+    """), env={"HUBMON_REPORT_FORMAT": "json"})
+    records = [json.loads(line) for line in proc.stderr.splitlines()]
+    assert [r["event"] for r in records] == ["blocked", "unblocked"], proc.stderr
+    assert records[0]["cause"]["kind"] == "gil", records[0]
+    assert result["gil_signal"] == 0

@@ -116,3 +116,32 @@ print(json.dumps([switches, [type(e).__name__ for e in seen]]))
     switches, kinds = events_of(proc)
     assert switches > 10, switches
     assert kinds == ["EventLoopBlocked", "EventLoopUnblocked"], (kinds, proc.stderr)
+
+
+def test_a_blockage_whose_thread_ends_while_its_report_is_built_still_ends(python):
+    # The hub's thread ends while the native thread builds the report (a
+    # report filter that takes 0.5 s stands for slow reprs): the monitor
+    # stops with the thread before the report is done, and the blockage
+    # must still get its EventLoopUnblocked.
+    proc = python("""
+import json, threading, time
+import gevent, hubmon
+from hubmon import events
+seen = []
+events.subscribers.append(seen.append)
+def slow_filter(culprit, hub, duration):
+    time.sleep(0.5)
+    return True
+events.report_filters.append(slow_filter)
+def worker():
+    hubmon.start(max_blocking_time=0.1)
+    gevent.sleep(0.01)
+    time.sleep(0.3)
+thread = threading.Thread(target=worker)
+thread.start()
+thread.join()
+time.sleep(1.0)
+assert events.wait_for_delivery(10)
+print(json.dumps([type(e).__name__ for e in seen]))
+""", env={"GEVENT_MONITOR_THREAD_ENABLE": "false"})
+    assert events_of(proc) == ["EventLoopBlocked", "EventLoopUnblocked"], proc.stderr
