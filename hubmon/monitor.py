@@ -21,7 +21,7 @@ import greenlet
 from . import (_blocked, _core, _culprits, _delivery, _dispatch, _filters, _gil, _output,
                _printing, _profile, _tracing)
 from ._memory import memory_watch, watch_memory
-from ._threads import is_own_thread, real_get_ident, real_lock
+from ._threads import is_own_thread, real_get_ident, real_lock, real_sleep
 from ._values import BOOL, BYTES, MEMORY_PERIOD, PERIOD, REPEAT_WINDOW, THRESHOLD
 from .config import ConfigError, config
 from .events import EventLoopBlocked, EventLoopUnblocked, notify
@@ -525,7 +525,7 @@ class Monitor:
                     "monitor's stream when the dump was turned on." % (_safe_hub_repr(target),))
 
         def plausible(culprit: Any) -> bool:
-            return not (self._record.switches == switches and _contradicted(hub, culprit))
+            return _plausible(self._record, switches, hub, culprit)
 
         def want_report(culprit: Any, so_far: float) -> bool:
             return _filters.wanted(culprit, hub, so_far)
@@ -731,6 +731,29 @@ def _deliver(event: Any, delivered: Any) -> None:
         notify(event)
     finally:
         delivered.set()
+
+
+#: How long, and how often, a contradicted block is looked at again before
+#: it is taken for the sign of a blind trace function (seconds, times).
+_RECHECK_PAUSE = 0.002
+_RECHECKS = 5
+
+
+def _plausible(record: Any, switches: int, hub: Any, culprit: Any) -> bool:
+    """Whether the evidence allows "``culprit`` blocks ``hub``", the block decided at ``switches``.
+
+    Native thread, holding the GIL. A contradiction (see :func:`_contradicted`)
+    with no switch counted since means the thread's trace function no longer
+    calls hubmon's, unless the hub's thread is in the middle of a switch:
+    it gets the GIL a few times (``_RECHECKS`` pauses of ``_RECHECK_PAUSE``
+    seconds) to finish it before the block is judged contradicted.
+    """
+    for attempt in range(_RECHECKS + 1):
+        if record.switches != switches or not _contradicted(hub, culprit):
+            return True
+        if attempt < _RECHECKS:
+            real_sleep(_RECHECK_PAUSE)
+    return False
 
 
 def _contradicted(hub: Any, culprit: Any) -> bool:

@@ -145,3 +145,28 @@ assert events.wait_for_delivery(10)
 print(json.dumps([type(e).__name__ for e in seen]))
 """, env={"GEVENT_MONITOR_THREAD_ENABLE": "false"})
     assert events_of(proc) == ["EventLoopBlocked", "EventLoopUnblocked"], proc.stderr
+
+
+def test_a_block_contradicted_only_for_a_moment_is_still_reported():
+    # The native thread may get the GIL while the hub's thread is in the
+    # middle of a switch: the culprit looks suspended and the switch is not
+    # counted yet. That is no sign of a blind trace function: a moment later
+    # the switch is counted. A contradiction that lasts is one.
+    from hubmon import monitor
+
+    class SwitchCountedLate:
+        reads = 0
+
+        @property
+        def switches(self):
+            self.reads += 1
+            return 7 if self.reads < 3 else 8
+
+    class Suspended:
+        gr_frame = object()     # a suspended greenlet has a frame
+
+    class Blind:
+        switches = 7
+
+    assert monitor._plausible(SwitchCountedLate(), 7, hub=object(), culprit=Suspended())
+    assert not monitor._plausible(Blind(), 7, hub=object(), culprit=Suspended())
