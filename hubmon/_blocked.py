@@ -107,6 +107,9 @@ def capture(*, current: int, duration: float, gil_wait: float, thread_ident: int
     report is neither collected nor rendered (``lines`` is empty). ``cause``
     (a :class:`hubmon.cause.Cause` or None) goes into the report.
     """
+    # The block began `duration + gil_wait` seconds before now, however long
+    # the capture itself then takes (user reprs, filters).
+    began = _core.monotonic() - duration - gil_wait
     # One scan of the live greenlets serves the culprit and the report: with
     # 10,000 greenlets each scan holds the GIL for about 8 ms.
     greenlets = find_greenlets()
@@ -115,7 +118,7 @@ def capture(*, current: int, duration: float, gil_wait: float, thread_ident: int
         return None
     total = duration + gil_wait
     if want_report is not None and not want_report(culprit, total):
-        return Capture(culprit, [], total, _core.monotonic() - total, cause=cause)
+        return Capture(culprit, [], total, began, cause=cause)
     report = collect_blocked_report(
         greenlet=culprit, thread_ident=thread_ident, duration=total, threshold=threshold,
         hub=hub, max_greenlets=max_greenlets, exclude_thread_ids=own_thread_idents(),
@@ -144,8 +147,7 @@ def capture(*, current: int, duration: float, gil_wait: float, thread_ident: int
         lines.insert(at, "    The block ended before this report could be built: the stacks "
                          "below are from just after it.")
         stack = UNSAMPLED
-    return Capture(culprit, lines, total, _core.monotonic() - total, report, fingerprint, place,
-                   cause, stack)
+    return Capture(culprit, lines, total, began, report, fingerprint, place, cause, stack)
 
 
 def _gevent_dir() -> Optional[str]:

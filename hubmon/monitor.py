@@ -113,6 +113,7 @@ class Monitor:
         self._blocked_since: Optional[float] = None
         # Taken to end a blockage: by the native thread or by stop(), once.
         self._blockage_lock = real_lock()
+        self._halted_at: Optional[float] = None
         self._profile: Optional[_profile.Profile] = None
         self._profile_switches = 0
         self._loop_watcher: Any = None
@@ -239,6 +240,7 @@ class Monitor:
         self._stop_counting_loop_iterations()
         # A blockage reported and not ended: it ends with the monitor (its
         # thread ended, say), and its EventLoopUnblocked fires.
+        self._halted_at = _core.monotonic()
         self._on_unblocked(None)
         if touch_tracer:
             _tracing.detach(self._record, self.thread_ident)
@@ -654,7 +656,10 @@ class Monitor:
         if since is None:
             return
         if duration is None:
-            duration = _core.monotonic() - since
+            # It ended when the monitor stopped (its thread ended then), at
+            # the latest; a report still being built then ends it afterwards.
+            end = self._halted_at if self._halted_at is not None else _core.monotonic()
+            duration = max(0.0, end - since)
         ref, self._blocked_greenlet = self._blocked_greenlet, None
         self._blocked_info = None
         profile, self._profile = self._profile, None
