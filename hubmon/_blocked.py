@@ -92,7 +92,7 @@ def capture(*, current: int, duration: float, gil_wait: float, thread_ident: int
             plausible: Optional[Callable[[Any], bool]] = None,
             want_report: Optional[Callable[[Any, float], bool]] = None,
             cause: Optional[Cause] = None, hub_itself: bool = False,
-            ended: bool = False) -> Optional[Capture]:
+            ended: Optional[Callable[[], bool]] = None) -> Optional[Capture]:
     """Capture the report of a block; native thread, holding the GIL. Raises what the report's
     guards let through (nothing in practice); :mod:`hubmon._dispatch` contains it.
 
@@ -106,6 +106,9 @@ def capture(*, current: int, duration: float, gil_wait: float, thread_ident: int
     ``want_report(culprit, duration)``, when given, may return False: the
     report is neither collected nor rendered (``lines`` is empty). ``cause``
     (a :class:`hubmon.cause.Cause` or None) goes into the report.
+    ``ended()``, when given, tells whether a switch was counted since the
+    block was decided: the report then says the block ended before it, as
+    it does for a culprit that is dead.
     """
     # The block began `duration + gil_wait` seconds before now, however long
     # the capture itself then takes (user reprs, filters).
@@ -116,6 +119,11 @@ def capture(*, current: int, duration: float, gil_wait: float, thread_ident: int
     culprit = find_greenlet(current, greenlets)
     if plausible is not None and not plausible(culprit):
         return None
+    # Asked after plausible(), which may have let the hub's thread finish a
+    # switch. A culprit that is dead has returned: its block is over, the
+    # switch that follows may just not be counted yet.
+    block_over = ((ended is not None and ended())
+                  or bool(culprit is not None and getattr(culprit, "dead", False)))
     total = duration + gil_wait
     if want_report is not None and not want_report(culprit, total):
         return Capture(culprit, [], total, began, cause=cause)
@@ -141,7 +149,7 @@ def capture(*, current: int, duration: float, gil_wait: float, thread_ident: int
                          "built: a C call that does not release it was running. %s"
                          % (gil_wait, gil_note()))
         at += 1
-    if ended:
+    if block_over:
         # The culprit switched away before the report was built: its stack
         # below is no longer the block's, nor may it count in the profile.
         lines.insert(at, "    The block ended before this report could be built: the stacks "

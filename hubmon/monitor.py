@@ -540,7 +540,7 @@ class Monitor:
             max_greenlets=self.report_greenlet_limit or None, owner_repr=repr(self),
             gil_note=gil_note, plausible=plausible,
             cause=_blocked.make_cause(cause, gil_wait), hub_itself=hub_itself,
-            ended=not hub_itself and self._record.switches != switches,
+            ended=None if hub_itself else (lambda: self._record.switches != switches),
             want_report=want_report if _filters.events.report_filters else None)
         if captured is None:
             _delivery.printer.post(self._warn_blind)

@@ -9,6 +9,7 @@ Neither may turn into a report blaming a greenlet that switched in time.
 from __future__ import annotations
 
 import json
+import threading
 
 import pytest
 
@@ -173,3 +174,26 @@ def test_a_block_contradicted_only_for_a_moment_is_still_reported():
 
     assert monitor._plausible(SwitchCountedLate(), 7, hub=object(), culprit=Suspended())
     assert not monitor._plausible(Blind(), 7, hub=object(), culprit=Suspended())
+
+
+def test_a_report_built_after_its_culprit_returned_says_the_block_ended():
+    # The native thread can get the GIL just after the culprit returned and
+    # before the switch back to the hub is counted: the culprit is dead, its
+    # block is over, and the report must say so instead of showing the stack
+    # of whatever runs next as the block's.
+    import greenlet
+
+    from hubmon import _blocked, _profile
+
+    hub = greenlet.greenlet(lambda: None)
+    culprit = greenlet.greenlet(lambda: None)
+    culprit.switch()
+    assert culprit.dead
+    captured = _blocked.capture(
+        current=id(culprit), duration=0.2, gil_wait=0.0, thread_ident=threading.get_ident(),
+        threshold=0.1, hub=hub, max_greenlets=None, owner_repr="monitor",
+        gil_note=lambda: "", ended=None)
+    assert captured.culprit is culprit
+    assert any("The block ended before this report could be built" in line
+               for line in captured.lines), captured.lines
+    assert captured.stack == _profile.UNSAMPLED
