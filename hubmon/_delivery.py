@@ -216,10 +216,14 @@ def drain(timeout: float = 5.0) -> bool:
         real_sleep(0.002)
 
 
+def _hub_local(name: str) -> Any:
+    """``gevent._hub_local.<name>`` when the program has imported gevent, else None; never imports it."""
+    return getattr(sys.modules.get("gevent._hub_local"), name, None)
+
+
 def _gevent_hub_exists() -> bool:
     """Whether the calling thread has a gevent hub. Never raises."""
-    hub_local = sys.modules.get("gevent._hub_local")
-    get_hub_if_exists = getattr(hub_local, "get_hub_if_exists", None)
+    get_hub_if_exists = _hub_local("get_hub_if_exists")
     try:
         return get_hub_if_exists is not None and get_hub_if_exists() is not None
     except BaseException:
@@ -228,8 +232,7 @@ def _gevent_hub_exists() -> bool:
 
 def drop_gevent_hub() -> None:
     """Destroy the gevent hub that user code made in the calling thread, if any. Never raises."""
-    hub_local = sys.modules.get("gevent._hub_local")
-    get_hub_if_exists = getattr(hub_local, "get_hub_if_exists", None)
+    get_hub_if_exists = _hub_local("get_hub_if_exists")
     if get_hub_if_exists is None:
         return
     try:
@@ -238,7 +241,7 @@ def drop_gevent_hub() -> None:
             hub.destroy(destroy_loop=True)
     except BaseException:
         pass
-    set_hub = getattr(hub_local, "set_hub", None)
+    set_hub = _hub_local("set_hub")
     if set_hub is not None:
         try:
             set_hub(None)

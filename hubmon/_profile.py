@@ -102,7 +102,7 @@ def _place(frame: str) -> str:
     A label that stands for a stack (``"(no Python frame)"``, say) is kept as it is.
     """
     path, _, function = frame.rpartition(":")
-    if frame.startswith("(") or not path.rpartition(":")[2].isdigit():
+    if not path.rpartition(":")[2].isdigit():
         return frame
     return "%s in %s" % (path, function)
 
